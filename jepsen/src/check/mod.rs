@@ -1,0 +1,1 @@
+//! The linearizability checker. See jepsen/README.md.

@@ -1,0 +1,2 @@
+//! `conclave-jepsen`: command-line entry point.
+fn main() {}
