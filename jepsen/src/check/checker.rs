@@ -1,0 +1,318 @@
+//! Running a check: partitioning, parallel search, verdicts and
+//! counterexamples.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::error::CheckError;
+use super::history::Operation;
+use super::model::Model;
+use super::search::{self, GiveUp, Limits};
+
+/// The bounds of one check. Every field is validated by [`CheckConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// Wall-clock budget for the whole check; partitions still running when it
+    /// runs out end as [`Verdict::Unknown`].
+    pub duration_max: Duration,
+    /// Memory budget: the most (set, state) pairs one partition's search may
+    /// cache before it ends as [`Verdict::Unknown`].
+    pub cache_entries_max: usize,
+    /// The most threads that check partitions at the same time.
+    pub threads_max: usize,
+    /// Whether to split the history with [`Model::partition`]; turning it off
+    /// checks everything as one object (slower, same verdict).
+    pub partition: bool,
+}
+
+/// Upper bound on `threads_max`, to catch configuration mistakes.
+pub const THREADS_MAX_LIMIT: usize = 1024;
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        Self {
+            duration_max: Duration::from_secs(60),
+            cache_entries_max: 20_000_000,
+            threads_max: std::thread::available_parallelism().map_or(1, |count| count.get()),
+            partition: true,
+        }
+    }
+}
+
+impl CheckConfig {
+    /// Checks that every bound is in range.
+    pub fn validate(&self) -> Result<(), CheckError> {
+        if self.duration_max.is_zero() {
+            return Err(CheckError::Config("duration_max must be positive".into()));
+        }
+        if self.cache_entries_max == 0 {
+            return Err(CheckError::Config(
+                "cache_entries_max must be positive".into(),
+            ));
+        }
+        if self.threads_max == 0 || self.threads_max > THREADS_MAX_LIMIT {
+            return Err(CheckError::Config(format!(
+                "threads_max must be in 1..={THREADS_MAX_LIMIT}, not {}",
+                self.threads_max
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The answer for one partition or for a whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Some order consistent with real time explains every result.
+    Linearizable,
+    /// No order does.
+    NotLinearizable,
+    /// The budget ran out before an answer.
+    Unknown,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "not linearizable",
+            Verdict::Unknown => "unknown",
+        })
+    }
+}
+
+/// One step of a linearization: an operation and the state it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearizationStep {
+    /// Index of the operation in the checked slice.
+    pub operation: usize,
+    /// The model state right after it, described by [`Model::describe_state`].
+    pub state: String,
+}
+
+/// Why a partition is not linearizable, in terms a reader can follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The longest linearizable prefix the search found: operations in the
+    /// order it placed them, each with the state it left.
+    pub linearized: Vec<LinearizationStep>,
+    /// The operations that could be placed next in real time at that point,
+    /// none of which the model accepts.
+    pub unplaceable: Vec<usize>,
+    /// The operation that completed before any of those could be placed (it
+    /// is itself among them unless it was never callable); `None` only if the
+    /// list ended, which a correct search never reports.
+    pub blocking: Option<usize>,
+    /// The smallest window of operations involved: every operation of the
+    /// partition whose interval overlaps the span from the earliest call of
+    /// an unplaceable operation to the completion of the blocking one, plus
+    /// the last placed operation (which set the state they contradict).
+    pub window: Vec<usize>,
+}
+
+/// The result for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionReport {
+    /// The partition key ([`Model::partition`]).
+    pub key: u64,
+    /// Indices of its operations in the checked slice, in call order.
+    pub operations: Vec<usize>,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why it is unknown, when it is.
+    pub give_up: Option<GiveUp>,
+    /// Why it is not linearizable, when it is not.
+    pub counterexample: Option<Counterexample>,
+    /// How long its search took.
+    pub elapsed: Duration,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Not linearizable if any partition is not; otherwise unknown if any
+    /// partition is unknown; otherwise linearizable.
+    pub verdict: Verdict,
+    /// One report per partition, ordered by key.
+    pub partitions: Vec<PartitionReport>,
+    /// Wall-clock time of the whole check.
+    pub elapsed: Duration,
+}
+
+/// Checks `operations` against `model`.
+///
+/// Partitions are searched in parallel on up to `config.threads_max` threads,
+/// largest first. Each one ends linearizable, not linearizable (with a
+/// counterexample) or unknown (budget exhausted).
+pub fn check<M: Model>(
+    model: &M,
+    operations: &[Operation<M::Input, M::Output>],
+    config: &CheckConfig,
+) -> Result<CheckReport, CheckError> {
+    config.validate()?;
+    let started = Instant::now();
+    let deadline = started + config.duration_max;
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (index, operation) in operations.iter().enumerate() {
+        let key = if config.partition {
+            model.partition(&operation.input)
+        } else {
+            0
+        };
+        groups.entry(key).or_default().push(index);
+    }
+    let mut groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
+    // Largest first, so that the longest search starts first.
+    groups.sort_by_key(|(key, members)| (std::cmp::Reverse(members.len()), *key));
+    let limits = Limits {
+        deadline,
+        cache_entries_max: config.cache_entries_max,
+    };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<PartitionReport>> = Mutex::new(Vec::with_capacity(groups.len()));
+    let threads = config.threads_max.min(groups.len()).max(1);
+    let work = || {
+        loop {
+            let position = next.fetch_add(1, Ordering::Relaxed);
+            let Some((key, members)) = groups.get(position) else {
+                break;
+            };
+            let report = check_partition(model, operations, *key, members, &limits);
+            results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(report);
+        }
+    };
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    let mut partitions = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    partitions.sort_by_key(|partition| partition.key);
+    assert_eq!(
+        partitions.len(),
+        groups.len(),
+        "every partition is checked once"
+    );
+    let verdict = if partitions
+        .iter()
+        .any(|p| p.verdict == Verdict::NotLinearizable)
+    {
+        Verdict::NotLinearizable
+    } else if partitions.iter().any(|p| p.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    Ok(CheckReport {
+        verdict,
+        partitions,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn check_partition<M: Model>(
+    model: &M,
+    operations: &[Operation<M::Input, M::Output>],
+    key: u64,
+    members: &[usize],
+    limits: &Limits,
+) -> PartitionReport {
+    let started = Instant::now();
+    let mut members = members.to_vec();
+    members.sort_by_key(|index| (operations[*index].call, *index));
+    let view: Vec<&Operation<M::Input, M::Output>> =
+        members.iter().map(|index| &operations[*index]).collect();
+    let mut report = PartitionReport {
+        key,
+        operations: Vec::new(),
+        verdict: Verdict::Linearizable,
+        give_up: None,
+        counterexample: None,
+        elapsed: Duration::ZERO,
+    };
+    match search::search(model, &view, limits, None) {
+        search::Outcome::Linearizable => {}
+        search::Outcome::Unknown(reason) => {
+            report.verdict = Verdict::Unknown;
+            report.give_up = Some(reason);
+        }
+        search::Outcome::NotLinearizable { depth_max } => {
+            report.verdict = Verdict::NotLinearizable;
+            // The second run stops at the deepest point; it is no slower than
+            // the first, and the first run kept no snapshots.
+            if let search::Outcome::Deepest(deepest) =
+                search::search(model, &view, limits, Some(depth_max))
+            {
+                report.counterexample = Some(counterexample(model, &view, &members, deepest));
+            }
+        }
+        search::Outcome::Deepest(_) => {
+            panic!("a search without a stop depth never returns a snapshot")
+        }
+    }
+    report.operations = members;
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn counterexample<M: Model>(
+    model: &M,
+    view: &[&Operation<M::Input, M::Output>],
+    members: &[usize],
+    deepest: search::Deepest<M::State>,
+) -> Counterexample {
+    let linearized: Vec<LinearizationStep> = deepest
+        .linearization
+        .iter()
+        .map(|(local, state)| LinearizationStep {
+            operation: members[*local],
+            state: model.describe_state(state),
+        })
+        .collect();
+    let mut involved: Vec<usize> = deepest.candidates.clone();
+    involved.extend(deepest.blocking);
+    let start = involved
+        .iter()
+        .map(|local| view[*local].call)
+        .min()
+        .unwrap_or(0);
+    let end = deepest
+        .blocking
+        .map_or(u64::MAX, |local| view[local].completion);
+    let mut placed = vec![false; view.len()];
+    for (local, _) in &deepest.linearization {
+        placed[*local] = true;
+    }
+    let mut window: Vec<usize> = (0..view.len())
+        .filter(|local| {
+            let operation = view[*local];
+            !placed[*local] && operation.call <= end && operation.completion >= start
+        })
+        .collect();
+    if let Some((last, _)) = deepest.linearization.last() {
+        window.push(*last);
+    }
+    window.sort_by_key(|local| (view[*local].call, *local));
+    window.dedup();
+    Counterexample {
+        linearized,
+        unplaceable: deepest
+            .candidates
+            .iter()
+            .map(|local| members[*local])
+            .collect(),
+        blocking: deepest.blocking.map(|local| members[local]),
+        window: window.into_iter().map(|local| members[local]).collect(),
+    }
+}

@@ -1,0 +1,114 @@
+//! The sequential specification a history is checked against.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::error::CheckError;
+use super::history::Record;
+
+/// A sequential object: its states and how each operation moves between them.
+///
+/// The checker looks for an order of the operations, consistent with real
+/// time, in which every step is legal. Implement this trait to check your own
+/// object; see the built-in models in [`models`](super::models) for examples.
+///
+/// `State` is hashed and compared for the search's cache, so two states that
+/// behave the same should be equal (a canonical form makes the search faster).
+pub trait Model: Sync {
+    /// The object's state; cloned at every step, so keep it small.
+    type State: Clone + Eq + Hash + Debug + Send;
+    /// What a caller asks (function and arguments).
+    type Input: Debug + Send + Sync;
+    /// What the object answers.
+    type Output: Debug + Send + Sync;
+
+    /// A short name, used in messages.
+    fn name(&self) -> &'static str;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// Pushes onto `successors` every state the object can be in after
+    /// applying `input` to `state` and answering `output`; pushes nothing when
+    /// that answer is impossible.
+    ///
+    /// `output` is `None` when the answer is unknown (an `info` or pending
+    /// operation): push the states for every answer it could have given. The
+    /// checker itself adds the case "it did not happen at all" (state
+    /// unchanged), so do not push that one unless it is also a real outcome.
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+        successors: &mut Vec<Self::State>,
+    );
+
+    /// The partition an operation belongs to. Operations in different
+    /// partitions must act on independent objects (P-compositionality): the
+    /// history is then linearizable iff each partition is, and partitions
+    /// are checked separately and in parallel. The default puts everything in
+    /// one partition.
+    fn partition(&self, input: &Self::Input) -> u64 {
+        let _ = input;
+        0
+    }
+
+    /// A readable rendering of an operation, for reports.
+    fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
+        match output {
+            Some(output) => format!("{input:?} -> {output:?}"),
+            None => format!("{input:?} -> ?"),
+        }
+    }
+
+    /// A readable rendering of a state, for reports.
+    fn describe_state(&self, state: &Self::State) -> String {
+        format!("{state:?}")
+    }
+}
+
+/// An operation typed for model `M`.
+pub type TypedOperation<M> = super::Operation<<M as Model>::Input, <M as Model>::Output>;
+
+/// A model that can read untyped records (JSON values), which is what the
+/// `conclave-jepsen check` command needs.
+pub trait FromRecord: Model {
+    /// The typed input of a record.
+    fn input(&self, record: &Record) -> Result<Self::Input, String>;
+
+    /// The typed output of a record whose outcome is `ok`.
+    fn output(&self, record: &Record, input: &Self::Input) -> Result<Self::Output, String>;
+}
+
+/// Converts records into typed operations for `model`: `fail` records are
+/// dropped (they did not happen), `info` and pending ones get an unknown
+/// output.
+pub fn operations_from_records<M: FromRecord>(
+    model: &M,
+    records: &[Record],
+) -> Result<Vec<TypedOperation<M>>, CheckError> {
+    use super::history::Outcome;
+    let mut operations = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let error = |reason: String| CheckError::Model {
+            model: model.name(),
+            operation: index,
+            function: record.function.clone(),
+            reason,
+        };
+        if record.outcome == Outcome::Fail {
+            continue;
+        }
+        let input = model.input(record).map_err(error)?;
+        let operation = match (record.outcome, record.completion) {
+            (Outcome::Ok, Some(completion)) => {
+                let output = model.output(record, &input).map_err(error)?;
+                super::Operation::completed(record.process, record.call, completion, input, output)
+            }
+            _ => super::Operation::unknown(record.process, record.call, input),
+        };
+        operations.push(operation);
+    }
+    Ok(operations)
+}
