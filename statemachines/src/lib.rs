@@ -1,3 +1,50 @@
 //! conclave-statemachines: the `StateMachine` trait, sessions and the built-in machines.
+//!
+//! This crate is pure and deterministic: no clocks, no I/O, no threads, no randomness. Time
+//! is log time, handed in with every entry. The node applies every committed entry through
+//! a [`SessionLayer`], which routes commands to named machines held in a [`Registry`]:
+//!
+//! ```
+//! use conclave_statemachines::counter::{CounterCommand, CounterMachine, CounterOutput};
+//! use conclave_statemachines::{Entry, Registry, Reply, SessionConfig, SessionLayer, codec};
+//!
+//! let mut registry = Registry::new();
+//! registry.register(CounterMachine::default).unwrap();
+//! let mut layer = SessionLayer::new(SessionConfig::default(), registry).unwrap();
+//!
+//! // The session id is the index of the register entry.
+//! let applied = layer.apply(1, 1_000, &Entry::Register { timeout_ms: 5_000 }.encode());
+//! assert_eq!(applied.reply, Reply::Registered { session: 1, timeout_ms: 5_000 });
+//!
+//! let command = Entry::Command {
+//!     session: 1,
+//!     sequence: 1,
+//!     machine_name: "visits".to_string(),
+//!     machine_type: "counter".to_string(),
+//!     payload: codec::encode(&CounterCommand::AddAndGet { delta: 2 }, "command").unwrap(),
+//! };
+//! let Reply::Output(output) = layer.apply(2, 1_010, &command.encode()).reply else { panic!() };
+//! let value: CounterOutput = codec::decode(&output.result.unwrap(), "output").unwrap();
+//! assert_eq!(value, CounterOutput::Value(2));
+//! ```
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod codec;
+pub mod counter;
+pub mod envelope;
+pub mod error;
+pub mod kv;
+pub mod machine;
+pub mod registry;
+pub mod session;
+pub mod value;
+
+pub use envelope::{
+    Applied, CommandOutput, Entry, EventBatch, EventCursor, FORMAT_VERSION, MachineEvent,
+    QueryRequest, Reply,
+};
+pub use error::{Error, SessionError};
+pub use machine::{ApplyContext, Index, QueryContext, SessionId, SessionView, StateMachine};
+pub use registry::Registry;
+pub use session::{SessionConfig, SessionLayer};
