@@ -38,6 +38,7 @@ pub mod kv;
 pub mod machine;
 pub mod registry;
 pub mod session;
+pub mod testing;
 pub mod value;
 
 pub use envelope::{
