@@ -41,6 +41,11 @@ pub mod session;
 pub mod testing;
 pub mod value;
 
+/// The README's code blocks run as doctests, so the how-to cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use envelope::{
     Applied, CommandOutput, Entry, EventBatch, EventCursor, FORMAT_VERSION, MachineEvent,
     QueryRequest, Reply,
