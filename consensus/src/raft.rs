@@ -123,7 +123,11 @@ impl<S: Storage> Raft<S> {
             prng: Prng::new(seed),
             config,
         };
-        raft.membership.validate()?;
+        // A node joining an existing cluster starts with no membership: it never campaigns
+        // and learns the configuration from the leader's log or snapshot.
+        if !raft.membership.voters.is_empty() {
+            raft.membership.validate()?;
+        }
         raft.replay_applied_membership()?;
         raft.reset_progress();
         raft.reset_election_timeout();
@@ -1138,7 +1142,9 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         self.log.validate()?;
-        self.membership.validate()?;
+        if !self.membership.voters.is_empty() {
+            self.membership.validate()?;
+        }
         let fail = |what: String| Err(Error::Invariant(what));
         if self.term < self.log.last_term()? {
             return fail(format!("term {} below last log term", self.term));

@@ -300,6 +300,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.log.term(index)
     }
 
+    /// Gives the storage back, e.g. to restart the node after a simulated crash.
+    pub fn into_storage(self) -> S {
+        self.raft.log.storage
+    }
+
     /// The configuration the node runs with.
     pub fn config(&self) -> &Config {
         &self.raft.config

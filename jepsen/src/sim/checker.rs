@@ -1,0 +1,210 @@
+//! The safety invariants checked after every step of a simulation.
+//!
+//! Each check names the property of the Raft paper (Figure 3) it enforces.
+
+use std::collections::BTreeMap;
+
+use conclave_consensus::{Entry, MemoryStorage, NodeId, RawNode, Role, Storage};
+
+use super::node::{SimNode, fnv1a};
+
+/// What the checker has learned from every node so far.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// Election safety: the leader of each term.
+    leaders: BTreeMap<u64, NodeId>,
+    /// Log matching: for each (index, term) ever persisted, the payload hash and the term
+    /// of the entry before it.
+    persisted: BTreeMap<(u64, u64), (u64, u64)>,
+    /// The term of every index known to be committed.
+    committed: BTreeMap<u64, u64>,
+    /// State machine safety: what was applied at each index (term, payload hash) and the
+    /// state hash after it.
+    applied: BTreeMap<u64, (u64, u64, u64)>,
+    /// The highest committed index seen anywhere.
+    pub committed_max: u64,
+}
+
+impl Checker {
+    /// The term and hash of the entry applied at `index`, if any node applied it.
+    pub fn applied_at(&self, index: u64) -> Option<(u64, u64)> {
+        self.applied
+            .get(&index)
+            .map(|(term, payload, _)| (*term, *payload))
+    }
+
+    /// Log matching (paper 5.3): two persisted entries with the same index and term hold the
+    /// same command and follow entries of the same term, so by induction the logs are
+    /// identical up to there. Called after `entries` were appended to `storage`.
+    pub fn on_persist(
+        &mut self,
+        node: NodeId,
+        storage: &MemoryStorage,
+        entries: &[Entry],
+    ) -> Result<(), String> {
+        for entry in entries {
+            let previous_term = storage
+                .term(entry.index - 1)
+                .map_err(|e| format!("node {node}: no term before {}: {e}", entry.index))?;
+            let fingerprint = (fnv1a(&entry.payload) ^ entry.kind as u64, previous_term);
+            let known = self
+                .persisted
+                .entry((entry.index, entry.term))
+                .or_insert(fingerprint);
+            if *known != fingerprint {
+                return Err(format!(
+                    "log matching: node {node} persisted ({}, term {}) with a different \
+                     command or predecessor term than another node",
+                    entry.index, entry.term
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// State machine safety (paper 5.4.3): no two nodes apply different entries at one index,
+    /// and their states agree after it.
+    pub fn on_apply(&mut self, node: NodeId, entry: &Entry, state_hash: u64) -> Result<(), String> {
+        let record = (entry.term, fnv1a(&entry.payload), state_hash);
+        let known = self.applied.entry(entry.index).or_insert(record);
+        if *known != record {
+            return Err(format!(
+                "state machine safety: node {node} applied index {} as (term {}, hash {:x}), \
+                 another node applied (term {}, hash {:x})",
+                entry.index, record.0, record.2, known.0, known.2
+            ));
+        }
+        Ok(())
+    }
+
+    /// A restored snapshot must equal the state every other node had at that index.
+    pub fn on_snapshot(&mut self, node: NodeId, index: u64, state_hash: u64) -> Result<(), String> {
+        if let Some((_, _, hash)) = self.applied.get(&index)
+            && *hash != state_hash
+        {
+            return Err(format!(
+                "state machine safety: node {node} installed a snapshot at {index} that differs \
+                 from the state others applied"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks run after every step.
+    pub fn after_step(&mut self, nodes: &mut BTreeMap<NodeId, SimNode>) -> Result<(), String> {
+        for node in nodes.values_mut() {
+            if node.decommissioned {
+                continue;
+            }
+            if let Some(storage) = node.storage.as_ref() {
+                check_persisted_commit(
+                    node.id,
+                    storage.hard_state().commit,
+                    &mut node.persisted_commit_seen,
+                )?;
+            }
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
+            core.validate()
+                .map_err(|e| format!("node {}: {e}", node.id))?;
+            let status = core.status();
+            check_persisted_commit(
+                node.id,
+                core.storage().hard_state().commit,
+                &mut node.persisted_commit_seen,
+            )?;
+            // Commit and apply never go backwards within an incarnation.
+            let commit = status.hard_state.commit;
+            if commit < node.commit_seen {
+                return Err(format!(
+                    "node {}: commit went back {} -> {commit}",
+                    node.id, node.commit_seen
+                ));
+            }
+            node.commit_seen = commit;
+            if node.machine.applied_index < node.applied_seen {
+                return Err(format!("node {}: applied went backwards", node.id));
+            }
+            node.applied_seen = node.machine.applied_index;
+            if status.soft_state.role == Role::Leader {
+                self.check_leader(node.id, status.hard_state.term, core)?;
+            }
+            self.check_committed(node, commit)?;
+        }
+        Ok(())
+    }
+
+    /// Election safety (paper 5.2): at most one leader per term. Leader completeness
+    /// (paper 5.4): a leader holds every entry committed in earlier terms.
+    fn check_leader(
+        &mut self,
+        id: NodeId,
+        term: u64,
+        core: &RawNode<MemoryStorage>,
+    ) -> Result<(), String> {
+        let known = *self.leaders.entry(term).or_insert(id);
+        if known != id {
+            return Err(format!(
+                "election safety: nodes {known} and {id} both lead term {term}"
+            ));
+        }
+        let first = core.first_index().map_err(|e| e.to_string())?;
+        let last = core.status().last_index;
+        for (index, committed_term) in self.committed.range(first..) {
+            if *committed_term > term {
+                continue;
+            }
+            let held = if *index > last {
+                None
+            } else {
+                core.term(*index).ok()
+            };
+            if held != Some(*committed_term) {
+                return Err(format!(
+                    "leader completeness: leader {id} of term {term} lacks committed entry \
+                     {index} of term {committed_term} (holds {held:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Committed entries are never lost or changed: every node's committed prefix agrees.
+    fn check_committed(&mut self, node: &mut SimNode, commit: u64) -> Result<(), String> {
+        let Some(core) = node.core.as_ref() else {
+            return Ok(());
+        };
+        if commit <= node.commit_checked {
+            return Ok(());
+        }
+        let first = core.first_index().map_err(|e| e.to_string())?;
+        let low = (node.commit_checked + 1).max(first);
+        for index in low..=commit {
+            let term = core
+                .term(index)
+                .map_err(|e| format!("node {}: {e}", node.id))?;
+            let known = *self.committed.entry(index).or_insert(term);
+            if known != term {
+                return Err(format!(
+                    "committed entry lost: node {} committed index {index} with term {term}, \
+                     but term {known} was committed there before",
+                    node.id
+                ));
+            }
+        }
+        node.commit_checked = commit;
+        self.committed_max = self.committed_max.max(commit);
+        Ok(())
+    }
+}
+
+fn check_persisted_commit(id: NodeId, commit: u64, seen: &mut u64) -> Result<(), String> {
+    if commit < *seen {
+        return Err(format!(
+            "node {id}: persisted commit went back {seen} -> {commit}"
+        ));
+    }
+    *seen = commit;
+    Ok(())
+}

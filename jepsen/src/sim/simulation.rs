@@ -1,0 +1,619 @@
+//! The simulation driver: one seed drives time, the network, the disks, the faults and the
+//! client, exactly as the real node driver carries out `Ready` batches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use conclave_consensus::{
+    Config, EntryKind, Membership, MembershipChange, MemoryStorage, Message, NodeId, Prng,
+    ReadMode, Role, Storage,
+};
+
+use super::checker::Checker;
+use super::network::Network;
+use super::node::{DiskWrite, Machine, SimNode};
+use super::{SimOptions, SimReport};
+
+/// Time units per tick: messages and disk writes take a fraction of a tick to a few ticks.
+const TICK_UNITS: u64 = 10;
+
+/// One seeded run.
+pub struct Simulation<'a> {
+    options: &'a SimOptions,
+    prng: Prng,
+    network: Network,
+    nodes: BTreeMap<NodeId, SimNode>,
+    checker: Checker,
+    now: u64,
+    next_node_id: NodeId,
+    next_payload: u64,
+    /// Nodes added as learners whose addition has not been applied anywhere yet.
+    joining: BTreeSet<NodeId>,
+    membership_index_max: u64,
+    membership_changes: u64,
+    /// Reads asked and the committed index known anywhere when they were asked.
+    pending_reads: BTreeMap<u64, u64>,
+    next_read_id: u64,
+    liveness_proposals: Vec<(u64, u64)>,
+    reliable: bool,
+    report: SimReport,
+    node_config: Config,
+}
+
+impl<'a> Simulation<'a> {
+    /// Builds the cluster for `seed`: the seed also picks the protocol options.
+    pub fn new(seed: u64, options: &'a SimOptions) -> Result<Simulation<'a>, String> {
+        let mut prng = Prng::new(seed);
+        let mut node_config = Config::new(1);
+        node_config.seed = prng.next_u64();
+        node_config.election_timeout_ticks = 10;
+        node_config.heartbeat_interval_ticks = prng.range(1, 4);
+        node_config.pre_vote = prng.chance(3, 4);
+        node_config.check_quorum = prng.chance(3, 4);
+        if node_config.check_quorum && prng.chance(1, 3) {
+            node_config.read_mode = ReadMode::LeaseBased;
+        }
+        node_config.message_entries_max = prng.range(1, 17) as usize;
+        node_config.inflight_messages_max = prng.range(1, 5) as usize;
+        node_config.message_bytes_max = prng.range(64, 1024);
+        node_config.inflight_bytes_max = node_config.message_bytes_max * prng.range(1, 8);
+        if let Some(configure) = options.configure_node {
+            configure(&mut node_config);
+        }
+        let ids: Vec<NodeId> = (1..=options.node_count as u64).collect();
+        let membership = Membership::with_voters(ids.iter().copied());
+        let mut nodes = BTreeMap::new();
+        for id in &ids {
+            let mut config = node_config.clone();
+            config.id = *id;
+            let phase = prng.range(0, TICK_UNITS);
+            let storage = MemoryStorage::new(membership.clone());
+            nodes.insert(*id, SimNode::start(*id, config, storage, phase)?);
+        }
+        Ok(Simulation {
+            options,
+            prng,
+            network: Network::default(),
+            nodes,
+            checker: Checker::default(),
+            now: 0,
+            next_node_id: options.node_count as u64 + 1,
+            next_payload: 0,
+            joining: BTreeSet::new(),
+            membership_index_max: 0,
+            membership_changes: 0,
+            pending_reads: BTreeMap::new(),
+            next_read_id: 1,
+            liveness_proposals: Vec::new(),
+            reliable: false,
+            report: SimReport::default(),
+            node_config,
+        })
+    }
+
+    /// Runs the safety phase then the liveness phase.
+    pub fn run(mut self) -> Result<SimReport, String> {
+        let safety_units = self.options.safety_ticks * TICK_UNITS;
+        while self.now < safety_units {
+            self.step(true)?;
+        }
+        self.stop_faults()?;
+        let deadline = self.now + self.options.liveness_ticks_max * TICK_UNITS;
+        loop {
+            self.step(false)?;
+            if self.liveness_reached()? {
+                self.report.liveness_ticks = (self.now - safety_units) / TICK_UNITS;
+                break;
+            }
+            if self.now >= deadline {
+                return Err(format!(
+                    "liveness: no proposal committed within {} ticks after faults stopped",
+                    self.options.liveness_ticks_max
+                ));
+            }
+        }
+        self.report.committed = self.checker.committed_max;
+        Ok(self.report)
+    }
+
+    fn fail_at(&self, message: String) -> String {
+        format!(
+            "time {} (tick {}): {message}",
+            self.now,
+            self.now / TICK_UNITS
+        )
+    }
+
+    fn trace(&self) {
+        let mut line = format!("tick {:>4}:", self.now / TICK_UNITS);
+        for node in self.nodes.values() {
+            let Some(core) = node.core.as_ref() else {
+                let state = if node.decommissioned { "gone" } else { "down" };
+                line.push_str(&format!(" | {} {state}", node.id));
+                continue;
+            };
+            let status = core.status();
+            line.push_str(&format!(
+                " | {} {:?} t{} c{} a{} l{} v{:?}/{:?} L{:?}",
+                node.id,
+                status.soft_state.role,
+                status.hard_state.term,
+                status.hard_state.commit,
+                node.machine.applied_index,
+                status.last_index,
+                status.membership.voters,
+                status.membership.voters_outgoing,
+                status.membership.learners,
+            ));
+        }
+        eprintln!("{line}");
+    }
+
+    fn step(&mut self, faults: bool) -> Result<(), String> {
+        self.now += 1;
+        if self.options.trace && self.now.is_multiple_of(TICK_UNITS) {
+            self.trace();
+        }
+        self.tick_nodes().map_err(|e| self.fail_at(e))?;
+        self.deliver_messages().map_err(|e| self.fail_at(e))?;
+        self.complete_disk_writes().map_err(|e| self.fail_at(e))?;
+        self.take_readies().map_err(|e| self.fail_at(e))?;
+        if faults {
+            self.inject_faults().map_err(|e| self.fail_at(e))?;
+        }
+        self.client().map_err(|e| self.fail_at(e))?;
+        self.checker
+            .after_step(&mut self.nodes)
+            .map_err(|e| self.fail_at(e))
+    }
+
+    fn tick_nodes(&mut self) -> Result<(), String> {
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            if !node.is_up() || !(now + node.tick_phase).is_multiple_of(TICK_UNITS) {
+                continue;
+            }
+            if let Some(core) = node.core.as_mut() {
+                core.tick()
+                    .map_err(|e| format!("node {} tick: {e}", node.id))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, message: Message) {
+        self.report.messages += 1;
+        let faults = self.options.network;
+        self.network
+            .send(message, self.now, &faults, self.reliable, &mut self.prng);
+    }
+
+    fn deliver_messages(&mut self) -> Result<(), String> {
+        for message in self.network.due(self.now) {
+            if !self.network.connected(message.from, message.to) {
+                continue;
+            }
+            let Some(node) = self.nodes.get_mut(&message.to) else {
+                continue;
+            };
+            if !node.is_up() {
+                continue;
+            }
+            if let Some(core) = node.core.as_mut() {
+                let description = format!("{:?} {}->{}", message.kind, message.from, message.to);
+                core.step(message)
+                    .map_err(|e| format!("step {description}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_readies(&mut self) -> Result<(), String> {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                continue;
+            };
+            if !node.is_up() || node.disk.is_some() {
+                continue;
+            }
+            let Some(core) = node.core.as_mut() else {
+                continue;
+            };
+            if !core.has_ready() {
+                continue;
+            }
+            let mut ready = core.ready().map_err(|e| format!("node {id} ready: {e}"))?;
+            let immediate = std::mem::take(&mut ready.messages);
+            let latency = self.prng.range(1, self.options.disk_latency_units_max + 1);
+            node.disk = Some(DiskWrite {
+                due: self.now + latency,
+                ready,
+            });
+            // The leader's own traffic leaves while its disk write is still in progress.
+            for message in immediate {
+                self.send(message);
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_disk_writes(&mut self) -> Result<(), String> {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let due = self
+                .nodes
+                .get(&id)
+                .and_then(|n| n.disk.as_ref())
+                .map(|d| d.due);
+            if due.is_some_and(|due| due <= self.now) {
+                self.complete_disk_write(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_disk_write(&mut self, id: NodeId) -> Result<(), String> {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let (Some(write), Some(core)) = (node.disk.take(), node.core.as_mut()) else {
+            return Ok(());
+        };
+        let mut ready = write.ready;
+        if let Some(snapshot) = &ready.snapshot {
+            core.storage_mut().apply_snapshot(snapshot.clone());
+            node.machine = Machine::from_storage(core.storage());
+            self.checker
+                .on_snapshot(id, snapshot.metadata.index, node.machine.hash)?;
+            self.report.snapshots_installed += 1;
+        }
+        core.storage_mut().append(&ready.entries);
+        self.checker
+            .on_persist(id, core.storage(), &ready.entries)?;
+        if let Some(hard_state) = ready.hard_state {
+            core.storage_mut().set_hard_state(hard_state);
+        }
+        let mut memberships = Vec::new();
+        for entry in &ready.committed_entries {
+            node.machine.apply(entry);
+            self.checker.on_apply(id, entry, node.machine.hash)?;
+            if entry.kind == EntryKind::Membership {
+                memberships.push((entry.index, node.machine.membership.clone()));
+            }
+        }
+        for read in &ready.read_states {
+            if let Some(required) = self.pending_reads.remove(&read.request_id)
+                && read.index < required
+            {
+                return Err(format!(
+                    "read index {} for read {} is below index {required} committed before it",
+                    read.index, read.request_id
+                ));
+            }
+            self.report.reads += 1;
+        }
+        let persisted_messages = std::mem::take(&mut ready.persisted_messages);
+        core.advance(ready)
+            .map_err(|e| format!("node {id} advance: {e}"))?;
+        for message in persisted_messages {
+            self.send(message);
+        }
+        for (index, membership) in memberships {
+            self.on_membership_applied(index, &membership);
+        }
+        Ok(())
+    }
+
+    /// Once a removal is applied (so committed), the operator shuts the node down for good.
+    fn on_membership_applied(&mut self, index: u64, membership: &Membership) {
+        if index <= self.membership_index_max {
+            return;
+        }
+        self.membership_index_max = index;
+        let members = membership.members();
+        self.joining.retain(|id| !members.contains(id));
+        for node in self.nodes.values_mut() {
+            if !members.contains(&node.id)
+                && !self.joining.contains(&node.id)
+                && !node.decommissioned
+            {
+                node.crash();
+                node.decommissioned = true;
+            }
+        }
+    }
+
+    fn live_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.is_up())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|n| {
+                n.core
+                    .as_ref()
+                    .filter(|_| !n.decommissioned)
+                    .map(|c| (n.id, c.status()))
+            })
+            .filter(|(_, status)| status.soft_state.role == Role::Leader)
+            .max_by_key(|(_, status)| status.hard_state.term)
+            .map(|(id, _)| id)
+    }
+
+    fn pick(&mut self, ids: &[NodeId]) -> Option<NodeId> {
+        if ids.is_empty() {
+            return None;
+        }
+        Some(ids[self.prng.range(0, ids.len() as u64) as usize])
+    }
+
+    fn inject_faults(&mut self) -> Result<(), String> {
+        let rates = self.options.fault_rates;
+        if self.prng.chance(rates.crash_per_million, 1_000_000) {
+            let live = self.live_ids();
+            if let Some(id) = self.pick(&live)
+                && let Some(node) = self.nodes.get_mut(&id)
+            {
+                node.crash();
+                self.report.crashes += 1;
+            }
+        }
+        if self.prng.chance(rates.restart_per_million, 1_000_000) {
+            let down: Vec<NodeId> = self
+                .nodes
+                .values()
+                .filter(|n| n.core.is_none() && !n.decommissioned)
+                .map(|n| n.id)
+                .collect();
+            if let Some(id) = self.pick(&down)
+                && let Some(node) = self.nodes.get_mut(&id)
+            {
+                node.restart()?;
+            }
+        }
+        if self.prng.chance(rates.partition_per_million, 1_000_000) {
+            self.partition();
+        }
+        if self.prng.chance(rates.heal_per_million, 1_000_000) {
+            self.network.heal();
+        }
+        if self.prng.chance(rates.membership_per_million, 1_000_000) {
+            self.change_membership()?;
+        }
+        if self.prng.chance(rates.transfer_per_million, 1_000_000) {
+            self.transfer();
+        }
+        if self.prng.chance(rates.compact_per_million, 1_000_000) {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    fn partition(&mut self) {
+        let all: BTreeSet<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| !n.decommissioned)
+            .map(|n| n.id)
+            .collect();
+        let ids: Vec<NodeId> = all.iter().copied().collect();
+        if self.prng.chance(1, 4) {
+            // An asymmetric fault: one direction of one link.
+            if let (Some(from), Some(to)) = (self.pick(&ids), self.pick(&ids))
+                && from != to
+            {
+                self.network.cut_one_way(from, to);
+            }
+        } else {
+            let side_size = self.prng.range(1, ids.len() as u64 / 2 + 1);
+            let mut side = BTreeSet::new();
+            while (side.len() as u64) < side_size {
+                if let Some(id) = self.pick(&ids) {
+                    side.insert(id);
+                }
+            }
+            self.network.partition(&side, &all);
+        }
+        self.report.partitions += 1;
+    }
+
+    fn change_membership(&mut self) -> Result<(), String> {
+        if self.membership_changes >= self.options.membership_changes_max {
+            return Ok(());
+        }
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let Some(membership) = self.nodes[&leader]
+            .core
+            .as_ref()
+            .map(|c| c.status().membership)
+        else {
+            return Ok(());
+        };
+        let change = if let Some(learner) = membership.learners.iter().next() {
+            MembershipChange::AddVoter(*learner)
+        } else if membership.voters.len() > self.options.node_count {
+            let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+            let Some(voter) = self.pick(&voters) else {
+                return Ok(());
+            };
+            MembershipChange::Remove(voter)
+        } else {
+            MembershipChange::AddLearner(self.next_node_id)
+        };
+        let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
+            return Ok(());
+        };
+        if core.propose_membership(&[change]).is_err() {
+            return Ok(());
+        }
+        self.membership_changes += 1;
+        self.report.membership_changes += 1;
+        if let MembershipChange::AddLearner(id) = change {
+            // A fresh node with a fresh id: reusing an id would let stale messages of the
+            // old node pass for the new one.
+            self.next_node_id += 1;
+            let mut config = self.node_config.clone();
+            config.id = id;
+            let phase = self.prng.range(0, TICK_UNITS);
+            let storage = MemoryStorage::new(Membership::default());
+            self.nodes
+                .insert(id, SimNode::start(id, config, storage, phase)?);
+            self.joining.insert(id);
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
+            return;
+        };
+        let voters: Vec<NodeId> = core
+            .status()
+            .membership
+            .voters
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        if voters.is_empty() {
+            return;
+        }
+        let target = voters[self.prng.range(0, voters.len() as u64) as usize];
+        if core.transfer_leadership(target).is_ok() {
+            self.report.transfers += 1;
+        }
+    }
+
+    fn compact(&mut self) {
+        let live = self.live_ids();
+        let Some(id) = self.pick(&live) else {
+            return;
+        };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let snapshot_index = core.storage().first_index().unwrap_or(1) - 1;
+        // A joining node that has not applied a membership entry yet cannot describe the
+        // membership its snapshot would need.
+        let membership_known = !node.machine.membership.voters.is_empty();
+        if node.disk.is_some()
+            || !membership_known
+            || node.machine.applied_index < snapshot_index + 4
+        {
+            return;
+        }
+        let index = node.machine.applied_index;
+        core.storage_mut().compact(
+            index,
+            node.machine.encode(),
+            node.machine.membership.clone(),
+        );
+    }
+
+    fn client(&mut self) -> Result<(), String> {
+        if self.prng.chance(1, self.options.propose_every_units) {
+            self.propose(false)?;
+        }
+        if self.prng.chance(1, self.options.read_every_units) {
+            self.read();
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, track: bool) -> Result<(), String> {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let count = self.prng.range(1, 4);
+        let mut batch = Vec::new();
+        for _ in 0..count {
+            self.next_payload += 1;
+            batch.push(Bytes::from(format!("p{}", self.next_payload)));
+        }
+        let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
+            return Ok(());
+        };
+        let status = core.status();
+        // Clients wait when the leader is far behind, as real ones do under back-pressure;
+        // otherwise the backlog grows without bound and liveness means nothing.
+        if !track && status.last_index - status.hard_state.commit > self.options.backlog_entries_max
+        {
+            return Ok(());
+        }
+        if let Ok(receipt) = core.propose(batch) {
+            self.report.proposed += count;
+            if track {
+                self.liveness_proposals
+                    .push((receipt.last_index, receipt.term));
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let request_id = self.next_read_id;
+        let required = self.checker.committed_max;
+        let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
+            return;
+        };
+        if core.read_index(request_id).is_ok() {
+            self.next_read_id += 1;
+            self.pending_reads.insert(request_id, required);
+        }
+    }
+
+    /// Ends the fault phase: heal the network, restart every crashed node, stop dropping.
+    fn stop_faults(&mut self) -> Result<(), String> {
+        self.network.heal();
+        self.reliable = true;
+        for node in self.nodes.values_mut() {
+            if !node.decommissioned && node.core.is_none() {
+                node.restart()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True once a proposal made after the faults stopped has been applied somewhere.
+    fn liveness_reached(&mut self) -> Result<bool, String> {
+        let committed = self
+            .liveness_proposals
+            .iter()
+            .any(|(index, term)| self.checker.applied_at(*index).map(|(t, _)| t) == Some(*term));
+        if committed {
+            return Ok(true);
+        }
+        let all_lost = self.liveness_proposals.iter().all(|(index, term)| {
+            self.checker
+                .applied_at(*index)
+                .is_some_and(|(t, _)| t != *term)
+                || self.leader().is_some_and(|leader| {
+                    self.nodes[&leader]
+                        .core
+                        .as_ref()
+                        .is_some_and(|c| c.status().hard_state.term != *term)
+                })
+        });
+        if all_lost && self.now.is_multiple_of(TICK_UNITS) {
+            // Propose again whenever earlier proposals were lost to a leader change.
+            self.propose(true)?;
+        }
+        Ok(false)
+    }
+}
