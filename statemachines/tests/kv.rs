@@ -855,10 +855,24 @@ fn watch_errors_and_session_cleanup() {
         })
     };
     assert_eq!(
-        kv.run(from(3)),
+        kv.run(from(2)),
         Err(KvError::Compacted {
             compact_revision: 3
         })
+    );
+    assert!(
+        kv.run(from(3)).is_ok(),
+        "etcd watches from the compact revision on"
+    );
+    let replayed: Vec<i64> = kv
+        .events
+        .drain(..)
+        .map(|(_, response)| response.revision)
+        .collect();
+    assert_eq!(
+        replayed,
+        vec![3],
+        "the put retained at the compact revision is replayed"
     );
     assert_eq!(kv.run_as(None, from(0)), Err(KvError::NoSession));
     kv.run(from(0)).unwrap();

@@ -447,9 +447,9 @@ impl KvMachine {
         } else {
             request.start_revision
         };
-        // Events at the compact revision itself may be gone (tombstones are dropped), so a
-        // watch must start after it.
-        if start_revision <= self.store.compact_revision() {
+        // As in etcd, history can be watched from the compact revision on; a delete made at
+        // exactly that revision was dropped by compaction and is not replayed.
+        if start_revision < self.store.compact_revision() {
             return Err(KvError::Compacted {
                 compact_revision: self.store.compact_revision(),
             });
@@ -612,6 +612,11 @@ impl StateMachine for KvMachine {
         let mut leases = Leases::default();
         for _ in 0..header.lease_count {
             let (id, lease): (i64, Lease) = codec::read_frame(reader, "kv lease")?;
+            if leases.contains(id) {
+                return Err(Error::SnapshotFormat {
+                    reason: format!("lease {id} twice"),
+                });
+            }
             leases.insert(id, lease);
         }
         let mut watches = Watches {

@@ -234,7 +234,7 @@ pub struct WatchRequest {
     pub key: Vec<u8>,
     /// The end of the range, as in [`RangeRequest`].
     pub range_end: Vec<u8>,
-    /// The first revision to report (0: the next one); must be above the compact revision.
+    /// The first revision to report (0: the next one); must be at least the compact revision.
     pub start_revision: i64,
     /// Do not report puts.
     pub no_put: bool,
