@@ -1,0 +1,258 @@
+//! Tests of the features beyond the basic paper rules: snapshots, leadership transfer,
+//! learners and joint consensus. Each is named after the thesis section it checks.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Cluster, kinds, payload, quiet};
+use conclave_consensus::{
+    Config, Error, Membership, MembershipChange, MessageKind, ProgressState, Role, Storage,
+};
+
+fn plain(config: &mut Config) {
+    quiet(config);
+    config.pre_vote = false;
+}
+
+#[test]
+fn thesis_5_leader_sends_a_snapshot_when_the_needed_entries_are_compacted() {
+    let mut cluster = Cluster::new(&[1, 2, 3], plain);
+    cluster.campaign(1);
+    cluster.isolate(3);
+    for round in 0..5 {
+        cluster.propose(1, &format!("entry-{round}"));
+    }
+    cluster.stabilize();
+    let commit = cluster.commit(1);
+    let membership = Membership::with_voters([1, 2, 3]);
+    cluster
+        .node(1)
+        .storage_mut()
+        .compact(commit, Bytes::from_static(b"state"), membership);
+    cluster.heal();
+    // The heartbeat answer from node 3 resumes replication, which needs compacted entries.
+    cluster.tick(1, 1);
+    let mut rounds = 0;
+    while !cluster
+        .queue
+        .iter()
+        .any(|m| m.kind == MessageKind::Snapshot)
+    {
+        cluster.deliver_if(|_| true);
+        rounds += 1;
+        assert!(rounds < 10, "no snapshot sent");
+    }
+    let snapshots: Vec<_> = cluster
+        .queue
+        .iter()
+        .filter(|m| m.kind == MessageKind::Snapshot && m.to == 3)
+        .collect();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(
+        snapshots[0].snapshot.as_ref().map(|s| s.metadata.index),
+        Some(commit)
+    );
+    cluster.stabilize();
+    // Node 3 installed the snapshot, then caught up through appends.
+    let storage = cluster.nodes[&3].storage();
+    assert_eq!(storage.first_index(), Ok(commit + 1));
+    assert_eq!(
+        storage.snapshot().map(|s| s.data),
+        Ok(Bytes::from_static(b"state"))
+    );
+    assert_eq!(cluster.commit(3), commit);
+    let progress = cluster.nodes[&1].status().progress[&3];
+    assert_eq!(
+        (progress.matched, progress.state),
+        (commit, ProgressState::Replicate)
+    );
+    // Later entries replicate normally.
+    let index = cluster.propose(1, "after");
+    cluster.stabilize();
+    assert_eq!(cluster.commit(3), index);
+}
+
+#[test]
+fn thesis_3_10_leadership_transfer_catches_the_target_up_then_sends_timeout_now() {
+    let mut cluster = Cluster::new(&[1, 2, 3], quiet);
+    cluster.campaign(1);
+    cluster.isolate(3);
+    cluster.propose(1, "x");
+    cluster.stabilize();
+    cluster.heal();
+    cluster.node(1).transfer_leadership(3).expect("transfer");
+    // While the transfer runs, proposals are refused.
+    assert_eq!(
+        cluster.node(1).propose(vec![payload("y")]),
+        Err(Error::TransferInProgress)
+    );
+    let ready = cluster.take_ready(1);
+    assert_eq!(kinds(&ready.messages), vec![(MessageKind::Append, 3)]);
+    cluster.carry_out(1, ready);
+    // Appends and answers go back and forth until the target has caught up; only then does
+    // the leader tell it to campaign now.
+    let mut rounds = 0;
+    while !cluster
+        .queue
+        .iter()
+        .any(|m| m.kind == MessageKind::TimeoutNow)
+    {
+        assert!(cluster.queue.iter().all(|m| m.kind != MessageKind::Vote));
+        cluster.deliver_if(|m| m.to == 3 || m.to == 1);
+        rounds += 1;
+        assert!(rounds < 10, "transfer never sent TimeoutNow");
+    }
+    let target = &cluster.nodes[&3];
+    assert_eq!(
+        target.status().last_index,
+        cluster.nodes[&1].status().last_index
+    );
+    cluster.stabilize();
+    assert_eq!(cluster.leader(), Some(3));
+    assert_eq!(cluster.role(1), Role::Follower);
+}
+
+#[test]
+fn thesis_3_10_transfer_to_an_unreachable_target_is_abandoned_after_an_election_timeout() {
+    let mut cluster = Cluster::new(&[1, 2, 3], quiet);
+    cluster.campaign(1);
+    cluster.isolate(3);
+    cluster.node(1).transfer_leadership(3).expect("transfer");
+    for _ in 0..10 {
+        cluster.tick(1, 1);
+        cluster.stabilize();
+    }
+    assert_eq!(cluster.leader(), Some(1));
+    cluster
+        .node(1)
+        .propose(vec![payload("y")])
+        .expect("proposals flow again");
+    assert_eq!(
+        cluster.node(1).transfer_leadership(1),
+        Err(Error::InvalidTransferTarget(1))
+    );
+}
+
+#[test]
+fn thesis_4_2_1_learner_receives_the_log_but_does_not_count() {
+    let mut cluster = Cluster::new(&[1, 2], plain);
+    cluster.add_node(
+        4,
+        conclave_consensus::MemoryStorage::new(Membership::default()),
+    );
+    cluster.campaign(1);
+    cluster
+        .node(1)
+        .propose_membership(&[MembershipChange::AddLearner(4)])
+        .expect("add");
+    cluster.stabilize();
+    let index = cluster.propose(1, "x");
+    cluster.stabilize();
+    assert_eq!(cluster.commit(4), index);
+    assert_eq!(cluster.nodes[&4].status().membership.learners, [4].into());
+    // The learner never campaigns, however long it waits.
+    cluster.isolate(4);
+    cluster.tick(4, 100);
+    cluster.stabilize();
+    assert_eq!(cluster.role(4), Role::Follower);
+    // Without node 2, the leader and the learner are not a quorum: nothing commits.
+    cluster.heal();
+    cluster.isolate(2);
+    let index = cluster.propose(1, "y");
+    cluster.stabilize();
+    assert!(cluster.commit(1) < index);
+}
+
+#[test]
+fn thesis_4_3_voter_change_goes_through_joint_consensus_and_leaves_it_automatically() {
+    let mut cluster = Cluster::new(&[1, 2, 3], plain);
+    cluster.add_node(
+        4,
+        conclave_consensus::MemoryStorage::new(Membership::default()),
+    );
+    cluster.campaign(1);
+    cluster
+        .node(1)
+        .propose_membership(&[MembershipChange::AddLearner(4)])
+        .expect("learner");
+    cluster.stabilize();
+    cluster
+        .node(1)
+        .propose_membership(&[MembershipChange::AddVoter(4), MembershipChange::Remove(3)])
+        .expect("promote and remove");
+    // A second change waits until the first is applied.
+    assert_eq!(
+        cluster
+            .node(1)
+            .propose_membership(&[MembershipChange::Remove(2)]),
+        Err(Error::MembershipChangePending)
+    );
+    cluster.stabilize();
+    let entries = cluster.applied[&1]
+        .iter()
+        .filter(|e| e.kind == conclave_consensus::EntryKind::Membership)
+        .map(|e| Membership::decode(&e.payload).expect("membership"))
+        .collect::<Vec<_>>();
+    assert_eq!(entries.len(), 3, "learner, joint, final");
+    assert_eq!(entries[1].voters, [1, 2, 4].into());
+    assert_eq!(entries[1].voters_outgoing, [1, 2, 3].into());
+    assert_eq!(entries[2].voters, [1, 2, 4].into());
+    assert!(!entries[2].is_joint());
+    assert_eq!(cluster.nodes[&1].status().membership, entries[2]);
+}
+
+#[test]
+fn thesis_4_2_2_removed_leader_steps_down_after_committing_its_removal() {
+    let mut cluster = Cluster::new(&[1, 2, 3], plain);
+    cluster.campaign(1);
+    cluster
+        .node(1)
+        .propose_membership(&[MembershipChange::Remove(1)])
+        .expect("remove");
+    cluster.stabilize();
+    assert_ne!(cluster.role(1), Role::Leader);
+    // It handed over to a caught-up voter with TimeoutNow, so a new leader exists at once.
+    let leader = cluster.leader().expect("a new leader");
+    assert!(leader == 2 || leader == 3);
+    let index = cluster.propose(leader, "after");
+    cluster.stabilize();
+    assert_eq!(cluster.commit(leader), index);
+    assert!(!cluster.nodes[&leader].status().membership.contains(1));
+}
+
+#[test]
+fn membership_rejects_demoting_a_voter_and_empty_configurations() {
+    let mut cluster = Cluster::new(&[1, 2], plain);
+    cluster.campaign(1);
+    assert!(matches!(
+        cluster
+            .node(1)
+            .propose_membership(&[MembershipChange::AddLearner(2)]),
+        Err(Error::InvalidMembershipChange(_))
+    ));
+    assert!(matches!(
+        cluster
+            .node(1)
+            .propose_membership(&[MembershipChange::Remove(1), MembershipChange::Remove(2)]),
+        Err(Error::InvalidMembershipChange(_))
+    ));
+}
+
+#[test]
+fn restart_keeps_term_vote_and_log_and_loses_nothing_committed() {
+    let mut cluster = Cluster::new(&[1, 2, 3], plain);
+    cluster.campaign(1);
+    let index = cluster.propose(1, "durable");
+    cluster.stabilize();
+    let status = cluster.nodes[&2].status();
+    let node = cluster.nodes.remove(&2).expect("node");
+    let storage = node.into_storage();
+    cluster.applied.remove(&2);
+    cluster.add_node(2, storage);
+    let restarted = cluster.nodes[&2].status();
+    assert_eq!(restarted.hard_state, status.hard_state);
+    assert_eq!(restarted.last_index, status.last_index);
+    cluster.stabilize();
+    // The restarted node re-applies its committed log from the start.
+    assert_eq!(cluster.applied[&2].last().map(|e| e.index), Some(index));
+}
