@@ -1,13 +1,15 @@
-//! A model test: random sequences of puts, deletes, ranges at past revisions, compactions
-//! and transactions run against the kv machine and against a plain model (one `BTreeMap`
-//! per revision); every response must agree.
+//! A model test: random sequences of puts, deletes, ranges at past revisions, compactions,
+//! transactions, lease grants, leased puts, revocations, time-to-live queries and the
+//! passing of log time run against the kv machine and against a plain model (one `BTreeMap`
+//! per revision, and a lease table whose keys are derived from the keys' lease fields);
+//! every response must agree.
 //!
 //! More cases: `PROPTEST_CASES=5000 cargo test -p conclave-statemachines --test kv_model`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use conclave_statemachines::kv::*;
-use conclave_statemachines::{ApplyContext, SessionId, StateMachine};
+use conclave_statemachines::{ApplyContext, QueryContext, SessionId, StateMachine};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -29,7 +31,15 @@ enum Op {
         success: Vec<TxnStep>,
         failure: Vec<TxnStep>,
     },
+    Grant(i64, i64),
+    PutLeased(u8, u8, i64),
+    Revoke(i64),
+    TimeToLive(i64),
+    Advance(u64),
 }
+
+/// The kv configuration's default minimum TTL, which the model applies itself.
+const LEASE_TTL_SECONDS_MIN: i64 = 2;
 
 fn key(byte: u8) -> Vec<u8> {
     vec![b'a' + byte]
@@ -57,6 +67,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             proptest::collection::vec(step_strategy(), 0..3)
         )
             .prop_map(|(key, version, success, failure)| Op::Txn { key, version, success, failure }),
+        1 => (1..4_i64, 0..6_i64).prop_map(|(id, ttl)| Op::Grant(id, ttl)),
+        2 => (0..5_u8, 0..4_u8, 1..4_i64).prop_map(|(key, value, id)| Op::PutLeased(key, value, id)),
+        1 => (1..4_i64).prop_map(Op::Revoke),
+        1 => (1..4_i64).prop_map(Op::TimeToLive),
+        1 => (0..4_000_u64).prop_map(Op::Advance),
     ]
 }
 
@@ -65,6 +80,10 @@ struct Model {
     /// `states[r]` is the store at revision `r` (index 0 unused).
     states: Vec<BTreeMap<Vec<u8>, KeyValue>>,
     compact_revision: i64,
+    /// Lease id to (expiry in log time, granted TTL); a lease's keys are the live keys whose
+    /// `lease` field names it, so the model needs no attach/detach bookkeeping.
+    leases: BTreeMap<i64, (u64, i64)>,
+    now_ms: u64,
 }
 
 impl Model {
@@ -80,6 +99,7 @@ impl Model {
         state: &mut BTreeMap<Vec<u8>, KeyValue>,
         key: Vec<u8>,
         value: Vec<u8>,
+        lease: i64,
         revision: i64,
     ) {
         let previous = state.get(&key);
@@ -89,9 +109,37 @@ impl Model {
             mod_revision: revision,
             version: previous.map_or(1, |kv| kv.version + 1),
             value,
-            lease: 0,
+            lease,
         };
         state.insert(key, kv);
+    }
+
+    /// Revokes a lease: its live keys go in one new revision (none if it has no keys).
+    fn revoke(&mut self, id: i64) -> bool {
+        if self.leases.remove(&id).is_none() {
+            return false;
+        }
+        let mut state = self.current().clone();
+        let before = state.len();
+        state.retain(|_, kv| kv.lease != id);
+        if state.len() != before {
+            self.states.push(state);
+        }
+        true
+    }
+
+    fn advance(&mut self, milliseconds: u64) {
+        self.now_ms += milliseconds;
+        loop {
+            let due = self
+                .leases
+                .iter()
+                .filter(|(_, (expiry_ms, _))| *expiry_ms <= self.now_ms)
+                .min_by_key(|(id, (expiry_ms, _))| (*expiry_ms, **id))
+                .map(|(id, _)| *id);
+            let Some(id) = due else { break };
+            self.revoke(id);
+        }
     }
 
     fn in_range(candidate: &[u8], start: &[u8], end: &Option<Vec<u8>>) -> bool {
@@ -102,11 +150,50 @@ impl Model {
     }
 }
 
-fn run(machine: &mut KvMachine, index: &mut u64, command: KvCommand) -> KvOutput {
-    *index += 1;
-    let sessions: BTreeMap<SessionId, ()> = BTreeMap::new();
-    let mut context = ApplyContext::new(*index, 0, Some(1), &sessions);
-    machine.apply(&mut context, command)
+struct Runner {
+    machine: KvMachine,
+    index: u64,
+    now_ms: u64,
+}
+
+impl Runner {
+    fn run(&mut self, command: KvCommand) -> KvOutput {
+        self.index += 1;
+        let sessions: BTreeMap<SessionId, ()> = BTreeMap::new();
+        let mut context = ApplyContext::new(self.index, self.now_ms, Some(1), &sessions);
+        self.machine.apply(&mut context, command)
+    }
+
+    fn query_context(&self) -> QueryContext {
+        QueryContext {
+            index: self.index,
+            log_time_ms: self.now_ms,
+            session: None,
+        }
+    }
+
+    /// Ops that are not commands: the passing of time (as the session layer drives it) and
+    /// a time-to-live query.
+    fn other(&mut self, op: &Op) -> KvOutput {
+        match op {
+            Op::Advance(milliseconds) => {
+                self.index += 1;
+                self.now_ms += milliseconds;
+                let sessions: BTreeMap<SessionId, ()> = BTreeMap::new();
+                let mut context = ApplyContext::new(self.index, self.now_ms, None, &sessions);
+                self.machine.time_advanced(&mut context);
+                self.machine.query(&self.query_context(), KvQuery::Status)
+            }
+            Op::TimeToLive(id) => {
+                let query = KvQuery::LeaseTimeToLive {
+                    id: *id,
+                    keys: true,
+                };
+                self.machine.query(&self.query_context(), query)
+            }
+            _ => unreachable!("commands go through run"),
+        }
+    }
 }
 
 fn txn_steps(steps: &[TxnStep]) -> Vec<RequestOp> {
@@ -154,12 +241,72 @@ fn expect(model: &mut Model, op: &Op) -> KvOutput {
     match op {
         Op::Put(k, v) => {
             let mut state = model.current().clone();
-            Model::put_into(&mut state, key(*k), vec![*v], next);
+            Model::put_into(&mut state, key(*k), vec![*v], 0, next);
             model.states.push(state);
             Ok(KvResponse::Put(PutResponse {
                 revision: next,
                 prev_kv: None,
             }))
+        }
+        Op::PutLeased(k, v, id) => {
+            if !model.leases.contains_key(id) {
+                return Err(KvError::LeaseNotFound);
+            }
+            let mut state = model.current().clone();
+            Model::put_into(&mut state, key(*k), vec![*v], *id, next);
+            model.states.push(state);
+            Ok(KvResponse::Put(PutResponse {
+                revision: next,
+                prev_kv: None,
+            }))
+        }
+        Op::Grant(id, ttl) => {
+            if model.leases.contains_key(id) {
+                return Err(KvError::LeaseExists);
+            }
+            let ttl_seconds = (*ttl).max(LEASE_TTL_SECONDS_MIN);
+            model.leases.insert(
+                *id,
+                (model.now_ms + ttl_seconds as u64 * 1_000, ttl_seconds),
+            );
+            Ok(KvResponse::LeaseGranted {
+                revision: model.revision(),
+                id: *id,
+                ttl_seconds,
+            })
+        }
+        Op::Revoke(id) => {
+            if !model.revoke(*id) {
+                return Err(KvError::LeaseNotFound);
+            }
+            Ok(KvResponse::LeaseRevoked {
+                revision: model.revision(),
+            })
+        }
+        Op::TimeToLive(id) => {
+            let Some((expiry_ms, granted_ttl_seconds)) = model.leases.get(id) else {
+                return Err(KvError::LeaseNotFound);
+            };
+            let keys = model
+                .current()
+                .values()
+                .filter(|kv| kv.lease == *id)
+                .map(|kv| kv.key.clone())
+                .collect();
+            Ok(KvResponse::LeaseTimeToLive {
+                revision: model.revision(),
+                id: *id,
+                ttl_seconds: (expiry_ms - model.now_ms).div_ceil(1_000) as i64,
+                granted_ttl_seconds: *granted_ttl_seconds,
+                keys,
+            })
+        }
+        Op::Advance(milliseconds) => {
+            model.advance(*milliseconds);
+            Ok(KvResponse::Status {
+                revision: model.revision(),
+                compact_revision: model.compact_revision,
+            })
         }
         Op::Delete(k, end) => {
             let end = end.map(key);
@@ -247,7 +394,7 @@ fn expect(model: &mut Model, op: &Op) -> KvOutput {
             for step in steps {
                 match *step {
                     TxnStep::Put(k, v) => {
-                        Model::put_into(&mut state, key(k), vec![v], next);
+                        Model::put_into(&mut state, key(k), vec![v], 0, next);
                         changed = true;
                         responses.push(ResponseOp::Put(PutResponse::default()));
                     }
@@ -313,6 +460,18 @@ fn command(model: &Model, op: &Op) -> KvCommand {
             },
             ..Default::default()
         }),
+        Op::PutLeased(k, v, id) => KvCommand::Put(PutRequest {
+            key: key(*k),
+            value: vec![*v],
+            lease: *id,
+            ..Default::default()
+        }),
+        Op::Grant(id, ttl) => KvCommand::LeaseGrant {
+            ttl_seconds: *ttl,
+            id: *id,
+        },
+        Op::Revoke(id) => KvCommand::LeaseRevoke { id: *id },
+        Op::TimeToLive(_) | Op::Advance(_) => unreachable!("not commands"),
         Op::Compact(back) => KvCommand::Compact {
             revision: model.revision() - back,
         },
@@ -337,23 +496,35 @@ fn command(model: &Model, op: &Op) -> KvCommand {
 proptest! {
     #[test]
     fn kv_agrees_with_a_map_per_revision(ops in proptest::collection::vec(op_strategy(), 1..80)) {
-        let mut machine = KvMachine::new(KvConfig::default());
-        let mut model = Model { states: vec![BTreeMap::new(), BTreeMap::new()], compact_revision: 0 };
-        let mut index = 0;
+        let machine = KvMachine::new(KvConfig::default());
+        let mut runner = Runner { machine, index: 0, now_ms: 0 };
+        let mut model = Model {
+            states: vec![BTreeMap::new(), BTreeMap::new()],
+            compact_revision: 0,
+            leases: BTreeMap::new(),
+            now_ms: 0,
+        };
         for op in &ops {
-            let command = command(&model, op);
+            let actual = match op {
+                Op::Advance(_) | Op::TimeToLive(_) => runner.other(op),
+                _ => {
+                    let command = command(&model, op);
+                    runner.run(command)
+                }
+            };
             let expected = expect(&mut model, op);
-            let actual = run(&mut machine, &mut index, command);
             prop_assert_eq!(&actual, &expected, "op {:?}", op);
-            prop_assert_eq!(machine.revision(), model.revision());
+            prop_assert_eq!(runner.machine.revision(), model.revision());
         }
         // Every retained revision still reads as the model says.
         for revision in model.compact_revision.max(1)..=model.revision() {
-            let request = RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() };
-            let Ok(KvResponse::Range(response)) = run(&mut machine, &mut index, KvCommand::Range(request)) else {
+            let request =
+                RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() };
+            let Ok(KvResponse::Range(response)) = runner.run(KvCommand::Range(request)) else {
                 panic!("range at a retained revision failed");
             };
-            let expected: Vec<KeyValue> = model.states[revision as usize].values().cloned().collect();
+            let expected: Vec<KeyValue> =
+                model.states[revision as usize].values().cloned().collect();
             prop_assert_eq!(response.kvs, expected, "at revision {}", revision);
         }
     }
