@@ -1056,3 +1056,32 @@ fn snapshots_restore_an_equal_machine_and_are_deterministic() {
     restored.snapshot(&mut again).unwrap();
     assert_eq!(again, bytes);
 }
+
+#[test]
+fn deeply_nested_txns_are_refused_when_decoded_not_by_crashing() {
+    use conclave_statemachines::codec;
+    // KvCommand::Txn, then per level: no compares, one success op that is a nested txn;
+    // the innermost txn is empty; then each level's empty failure list. Built by hand so
+    // that the test itself needs no deep recursion to encode it.
+    let payload = |depth: usize| {
+        let mut bytes = vec![3_u8];
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[0, 1, 3]);
+        }
+        bytes.extend_from_slice(&[0, 0, 0]);
+        bytes.extend(std::iter::repeat_n(0_u8, depth));
+        bytes
+    };
+    let allowed: KvCommand = codec::decode(&payload(TXN_DEPTH_MAX as usize), "command").unwrap();
+    let mut kv = Kv::new();
+    assert!(kv.run(allowed).is_ok());
+    for depth in [TXN_DEPTH_MAX as usize + 1, 200_000] {
+        let refused = codec::decode::<KvCommand>(&payload(depth), "command");
+        assert!(refused.is_err(), "depth {depth} must be refused");
+    }
+    let again: Result<KvCommand, _> = codec::decode(&payload(3), "command");
+    assert!(
+        again.is_ok(),
+        "the depth counter is back to zero after a refusal"
+    );
+}

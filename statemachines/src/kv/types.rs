@@ -188,8 +188,36 @@ pub enum RequestOp {
     Put(PutRequest),
     /// A delete.
     DeleteRange(DeleteRangeRequest),
-    /// A nested transaction.
-    Txn(TxnRequest),
+    /// A nested transaction (at most [`TXN_DEPTH_MAX`] deep).
+    Txn(#[serde(deserialize_with = "deserialize_nested_txn")] TxnRequest),
+}
+
+/// The deepest nesting of transactions a command may carry. Decoding refuses deeper ones
+/// (a `MalformedPayload` rejection), so that a hostile payload cannot exhaust the stack of
+/// every replica at the same index.
+pub const TXN_DEPTH_MAX: u32 = 64;
+
+std::thread_local! {
+    /// How many nested transactions the decoder on this thread is inside right now; it is
+    /// zero again whenever a decode returns, so it carries no state between commands.
+    static TXN_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn deserialize_nested_txn<'de, D>(deserializer: D) -> Result<TxnRequest, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let depth = TXN_DEPTH.with(|depth| {
+        depth.set(depth.get() + 1);
+        depth.get()
+    });
+    let result = if depth > TXN_DEPTH_MAX {
+        Err(serde::de::Error::custom("transactions nested too deeply"))
+    } else {
+        TxnRequest::deserialize(deserializer)
+    };
+    TXN_DEPTH.with(|depth| depth.set(depth.get() - 1));
+    result
 }
 
 /// The result of one operation inside a transaction.
