@@ -219,6 +219,9 @@ struct MemoryState {
     durable: BTreeMap<PathBuf, Arc<Mutex<MemoryNode>>>,
     directories: Vec<PathBuf>,
     faults: FaultPlan,
+    /// Counts crashes; handles opened before the latest crash belong to a
+    /// dead process and fail every call.
+    generation: u64,
     random_state: u64,
     syncs_count: u64,
 }
@@ -271,8 +274,9 @@ impl MemoryFileSystem {
 
     /// Simulates a power loss: every file falls back to its durable content
     /// plus, when `tear` is set, a random prefix of its unsynced appends; every
-    /// directory falls back to its entries as of its last `sync_dir`. Open
-    /// handles must be dropped by the caller (they belong to the crashed run).
+    /// directory falls back to its entries as of its last `sync_dir`. Handles
+    /// opened before the crash fail from then on, as if their process died;
+    /// calls on the file system itself keep working, for the next run.
     pub fn crash(&self, tear: bool) {
         let mut state = lock(&self.state);
         let durable = state.durable.clone();
@@ -310,6 +314,7 @@ impl MemoryFileSystem {
             .collect();
         state.current = fresh.clone();
         state.durable = fresh;
+        state.generation += 1;
     }
 
     /// Flips one byte of a file, durably (for corruption tests).
@@ -364,10 +369,25 @@ fn next_random(state: &mut u64) -> u64 {
 struct MemoryFile {
     node: Arc<Mutex<MemoryNode>>,
     file_system: MemoryFileSystem,
+    generation: u64,
+}
+
+impl MemoryFile {
+    /// Handles of a crashed run are dead, like the process that held them.
+    fn check_alive(&self) -> io::Result<()> {
+        if lock(&self.file_system.state).generation == self.generation {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the file system crashed since this file was opened",
+            ))
+        }
+    }
 }
 
 impl WritableFile for MemoryFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_alive()?;
         lock(&self.node).current.extend_from_slice(data);
         Ok(())
     }
@@ -375,6 +395,11 @@ impl WritableFile for MemoryFile {
     fn sync_data(&mut self) -> io::Result<()> {
         {
             let mut state = lock(&self.file_system.state);
+            if state.generation != self.generation {
+                return Err(io::Error::other(
+                    "the file system crashed since this file was opened",
+                ));
+            }
             if state.faults.sync_failures_count > 0 {
                 state.faults.sync_failures_count -= 1;
                 return Err(io::Error::other("injected fsync failure"));
@@ -391,6 +416,7 @@ impl WritableFile for MemoryFile {
     }
 
     fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
+        self.check_alive()?;
         let mut node = lock(&self.node);
         let length_bytes = length_bytes as usize;
         if length_bytes < node.current.len() {
@@ -453,19 +479,24 @@ impl FileSystem for MemoryFileSystem {
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let node = Arc::new(Mutex::new(MemoryNode::default()));
-        lock(&self.state)
-            .current
-            .insert(path.to_path_buf(), Arc::clone(&node));
+        let mut state = lock(&self.state);
+        state.current.insert(path.to_path_buf(), Arc::clone(&node));
+        let generation = state.generation;
+        drop(state);
         Ok(Box::new(MemoryFile {
             node,
             file_system: self.clone(),
+            generation,
         }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let node = self.node(path)?;
+        let generation = lock(&self.state).generation;
         Ok(Box::new(MemoryFile {
-            node: self.node(path)?,
+            node,
             file_system: self.clone(),
+            generation,
         }))
     }
 

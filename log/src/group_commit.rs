@@ -5,7 +5,7 @@
 //! variables. An async caller can run `Ticket::wait` on a blocking pool.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,51 +57,47 @@ impl Request {
     }
 }
 
-#[derive(Debug, Default)]
+/// The writer's end of one submission. If the writer dies without answering
+/// (a panic), the channel closes and the waiting appender gets
+/// `Error::WriterStopped` instead of waiting forever.
+#[derive(Debug)]
 struct Reply {
-    result: Mutex<Option<Result<AppendReceipt>>>,
-    ready: Condvar,
+    sender: mpsc::SyncSender<Result<AppendReceipt>>,
 }
 
 impl Reply {
-    fn send(&self, result: Result<AppendReceipt>) {
-        *lock(&self.result) = Some(result);
-        self.ready.notify_all();
+    fn send(self, result: Result<AppendReceipt>) {
+        // The appender may have dropped its ticket; nobody is left to tell.
+        let _ = self.sender.send(result);
     }
 }
 
 /// A pending submission; [`Ticket::wait`] blocks until it is durable or failed.
 #[derive(Debug)]
 pub struct Ticket {
-    reply: Arc<Reply>,
+    receiver: mpsc::Receiver<Result<AppendReceipt>>,
 }
 
 impl Ticket {
     /// Blocks until the writer answers.
     pub fn wait(self) -> Result<AppendReceipt> {
-        let mut result = lock(&self.reply.result);
-        loop {
-            if let Some(result) = result.take() {
-                return result;
-            }
-            result = self
-                .reply
-                .ready
-                .wait(result)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        self.receiver.recv().unwrap_or(Err(Error::WriterStopped))
     }
 
-    /// The answer, if the writer has given it.
-    pub fn try_result(&self) -> Option<Result<AppendReceipt>> {
-        lock(&self.reply.result).clone()
+    /// Waits at most `timeout`; `None` when the writer has not answered yet.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<AppendReceipt>> {
+        match self.receiver.recv_timeout(timeout) {
+            Ok(result) => Some(result),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(Error::WriterStopped)),
+        }
     }
 }
 
 #[derive(Debug)]
 struct Submission {
     request: Request,
-    reply: Arc<Reply>,
+    reply: Reply,
 }
 
 #[derive(Debug, Default)]
@@ -199,7 +195,7 @@ impl GroupCommit {
     }
 
     fn submit(&self, request: Request) -> Result<Ticket> {
-        let reply = Arc::new(Reply::default());
+        let (sender, receiver) = mpsc::sync_channel(1);
         let mut queue = lock(&self.shared.queue);
         while queue.submissions.len() >= self.shared.options.queue_submissions_max && !queue.stopped
         {
@@ -214,11 +210,11 @@ impl GroupCommit {
         }
         queue.submissions.push_back(Submission {
             request,
-            reply: Arc::clone(&reply),
+            reply: Reply { sender },
         });
         drop(queue);
         self.shared.work.notify_one();
-        Ok(Ticket { reply })
+        Ok(Ticket { receiver })
     }
 
     /// Runs `action` on the log under its lock (reads, truncation, compaction).
@@ -272,7 +268,7 @@ impl Drop for GroupCommit {
 }
 
 /// Waiting appenders whose entries are written but not yet fsynced.
-type Unsynced = Vec<(Arc<Reply>, AppendReceipt)>;
+type Unsynced = Vec<(Reply, AppendReceipt)>;
 
 fn run_writer(shared: &Shared) {
     let mut unsynced: Unsynced = Vec::new();
