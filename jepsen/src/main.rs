@@ -6,6 +6,7 @@
 //! history. Exit status: 0 linearizable, 1 not linearizable, 2 unknown,
 //! 3 error.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,6 +64,9 @@ struct CheckArguments {
     /// Check the history as one object instead of splitting it by key.
     #[arg(long)]
     no_partition: bool,
+    /// Check every partition to the end, even after one has failed.
+    #[arg(long)]
+    all_partitions: bool,
     /// Where to write the HTML timeline (default: next to the history, with
     /// the extension .html).
     #[arg(long)]
@@ -94,6 +98,7 @@ fn run_check(arguments: &CheckArguments) -> Result<Verdict, String> {
         duration_max: Duration::from_secs_f64(arguments.duration_max_seconds),
         cache_entries_max: arguments.cache_entries_max,
         partition: !arguments.no_partition,
+        stop_on_first_violation: !arguments.all_partitions,
         ..CheckConfig::default()
     };
     if let Some(threads_max) = arguments.threads_max {
@@ -102,14 +107,16 @@ fn run_check(arguments: &CheckArguments) -> Result<Verdict, String> {
     let title = arguments.history.display().to_string();
     let analysis = check::check_text(&text, format, arguments.model, &config, &title)
         .map_err(|error| format!("{}: {error}", arguments.history.display()))?;
-    print!("{}", analysis.text);
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(analysis.text.as_bytes());
     let html = arguments
         .html
         .clone()
         .unwrap_or_else(|| html_path(&arguments.history));
     std::fs::write(&html, &analysis.html)
         .map_err(|error| format!("cannot write {}: {error}", html.display()))?;
-    println!("timeline: {}", html.display());
+    let _ = writeln!(stdout, "timeline: {}", html.display());
     Ok(analysis.report.verdict)
 }
 

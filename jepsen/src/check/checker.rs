@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::CheckError;
@@ -25,6 +25,11 @@ pub struct CheckConfig {
     /// Whether to split the history with [`Model::partition`]; turning it off
     /// checks everything as one object (slower, same verdict).
     pub partition: bool,
+    /// Whether to stop every other partition once one is found not
+    /// linearizable (the overall verdict is then settled); the others end as
+    /// unknown with [`GiveUp::Cancelled`]. Turn it off for a verdict on every
+    /// partition.
+    pub stop_on_first_violation: bool,
 }
 
 /// Upper bound on `threads_max`, to catch configuration mistakes.
@@ -37,6 +42,7 @@ impl Default for CheckConfig {
             cache_entries_max: 20_000_000,
             threads_max: std::thread::available_parallelism().map_or(1, |count| count.get()),
             partition: true,
+            stop_on_first_violation: true,
         }
     }
 }
@@ -166,9 +172,11 @@ pub fn check<M: Model>(
     let mut groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
     // Largest first, so that the longest search starts first.
     groups.sort_by_key(|(key, members)| (std::cmp::Reverse(members.len()), *key));
+    let stop = AtomicBool::new(false);
     let limits = Limits {
         deadline,
         cache_entries_max: config.cache_entries_max,
+        stop: config.stop_on_first_violation.then_some(&stop),
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<PartitionReport>> = Mutex::new(Vec::with_capacity(groups.len()));
@@ -180,6 +188,9 @@ pub fn check<M: Model>(
                 break;
             };
             let report = check_partition(model, operations, *key, members, &limits);
+            if report.verdict == Verdict::NotLinearizable {
+                stop.store(true, Ordering::Relaxed);
+            }
             results
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -226,9 +237,19 @@ fn check_partition<M: Model>(
     operations: &[Operation<M::Input, M::Output>],
     key: u64,
     members: &[usize],
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> PartitionReport {
     let started = Instant::now();
+    if limits.stop.is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+        return PartitionReport {
+            key,
+            operations: members.to_vec(),
+            verdict: Verdict::Unknown,
+            give_up: Some(GiveUp::Cancelled),
+            counterexample: None,
+            elapsed: Duration::ZERO,
+        };
+    }
     let mut members = members.to_vec();
     members.sort_by_key(|index| (operations[*index].call, *index));
     let view: Vec<&Operation<M::Input, M::Output>> =
@@ -241,24 +262,15 @@ fn check_partition<M: Model>(
         counterexample: None,
         elapsed: Duration::ZERO,
     };
-    match search::search(model, &view, limits, None) {
+    match search::search(model, &view, limits) {
         search::Outcome::Linearizable => {}
         search::Outcome::Unknown(reason) => {
             report.verdict = Verdict::Unknown;
             report.give_up = Some(reason);
         }
-        search::Outcome::NotLinearizable { depth_max } => {
+        search::Outcome::NotLinearizable(deepest) => {
             report.verdict = Verdict::NotLinearizable;
-            // The second run stops at the deepest point; it is no slower than
-            // the first, and the first run kept no snapshots.
-            if let search::Outcome::Deepest(deepest) =
-                search::search(model, &view, limits, Some(depth_max))
-            {
-                report.counterexample = Some(counterexample(model, &view, &members, deepest));
-            }
-        }
-        search::Outcome::Deepest(_) => {
-            panic!("a search without a stop depth never returns a snapshot")
+            report.counterexample = Some(counterexample(model, &view, &members, deepest));
         }
     }
     report.operations = members;

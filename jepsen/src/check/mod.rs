@@ -38,6 +38,7 @@
 mod checker;
 mod error;
 pub mod formats;
+pub mod generate;
 mod history;
 pub mod html;
 mod model;

@@ -58,7 +58,7 @@ pub fn render_text<M: Model>(
             partition.elapsed.as_secs_f64() * 1000.0
         );
         if let Some(reason) = partition.give_up {
-            let _ = write!(text, ", gave up: {reason:?}");
+            let _ = write!(text, ": {reason}");
         }
         text.push('\n');
     }

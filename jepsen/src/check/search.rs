@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::history::Operation;
@@ -38,7 +39,9 @@ impl FastHasher {
 impl Hasher for FastHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiplication leaves its entropy in the high bits, while the
+        // hash table picks buckets with the low ones: rotate them down.
+        self.hash.rotate_left(26)
     }
 
     #[inline]
@@ -90,8 +93,20 @@ pub(crate) type FastBuildHasher = BuildHasherDefault<FastHasher>;
 #[derive(PartialEq, Eq, Hash)]
 struct CacheKey<S> {
     offset: u32,
-    words: Box<[u64]>,
+    words: Words,
     state: S,
+}
+
+/// How many words a key keeps inline, without a heap allocation.
+const WORDS_INLINE_MAX: usize = 3;
+
+/// The words of a trimmed set: inline when short (the usual case), on the
+/// heap otherwise. Which variant is used depends only on the length, and
+/// unused inline words are zero, so the form stays canonical.
+#[derive(PartialEq, Eq, Hash)]
+enum Words {
+    Inline([u64; WORDS_INLINE_MAX]),
+    Heap(Box<[u64]>),
 }
 
 /// The set of linearized operations, one bit per operation.
@@ -126,20 +141,31 @@ impl Bitset {
             .rposition(|word| *word != 0)
             .map_or(offset, |last| last + 1);
         let end = end.max(offset);
+        let slice = &self.words[offset..end];
+        let words = if slice.len() <= WORDS_INLINE_MAX {
+            let mut inline = [0; WORDS_INLINE_MAX];
+            inline[..slice.len()].copy_from_slice(slice);
+            Words::Inline(inline)
+        } else {
+            Words::Heap(slice.into())
+        };
         CacheKey {
             offset: offset as u32,
-            words: self.words[offset..end].into(),
+            words,
             state,
         }
     }
 }
 
 /// Bounds on one search.
-pub(crate) struct Limits {
+pub(crate) struct Limits<'a> {
     /// The search gives up (Unknown) after this instant.
     pub deadline: Instant,
     /// The search gives up (Unknown) when its cache holds more entries.
     pub cache_entries_max: usize,
+    /// Set by another partition's search that found a violation, when the
+    /// check stops at the first one.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// Why a search gave up.
@@ -149,17 +175,26 @@ pub enum GiveUp {
     Deadline,
     /// The cache reached its size budget.
     CacheFull,
+    /// Another partition was found not linearizable first, which settles the
+    /// overall verdict, and the check stops at the first violation.
+    Cancelled,
+}
+
+impl std::fmt::Display for GiveUp {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            GiveUp::Deadline => "the time budget ran out",
+            GiveUp::CacheFull => "the cache reached its size budget",
+            GiveUp::Cancelled => "not finished: another partition already failed",
+        })
+    }
 }
 
 /// What one search found.
 pub(crate) enum Outcome<S> {
     Linearizable,
-    /// No order works; `depth_max` is the most operations ever linearized.
-    NotLinearizable {
-        depth_max: usize,
-    },
-    /// The search reached the requested depth (see [`search`]).
-    Deepest(Deepest<S>),
+    /// No order works; the deepest point the search reached.
+    NotLinearizable(Deepest<S>),
     Unknown(GiveUp),
 }
 
@@ -176,10 +211,26 @@ pub(crate) struct Deepest<S> {
 
 struct Frame<S> {
     operation: u32,
+    /// Which successor of the operation's step the search took.
+    choice: u32,
     state_before: S,
+    /// Whether the operation was picked in the pass over operations with
+    /// unknown outcomes (see [`search`]).
+    unknown_pass: bool,
     /// Other states the operation could have led to (nondeterministic
-    /// models, unknown outputs), still to try.
-    alternatives: Vec<S>,
+    /// models, unknown outputs), still to try, with their successor index.
+    alternatives: Vec<(u32, S)>,
+}
+
+/// The deepest dead end seen so far, kept up to date incrementally: only the
+/// part of the stack below `low_water` is known to be unchanged since the
+/// last record, so a new record copies only what is above it. Recording
+/// therefore costs time proportional to the search's own moves.
+struct Record {
+    steps: Vec<(u32, u32)>,
+    low_water: usize,
+    candidates: Vec<usize>,
+    blocking: Option<usize>,
 }
 
 /// The time-ordered list of calls and completions. Node `2 * op` is the call
@@ -256,57 +307,101 @@ impl EntryList {
 /// How often (in loop iterations) the search looks at the clock.
 const ITERATIONS_PER_CLOCK_READ: u64 = 1024;
 
+/// Whether an operation may be left out of a linearization altogether: its
+/// outcome and its completion are unknown, so it may not have happened, and
+/// if it did, nothing forces it to have happened by any time.
+fn is_optional<I, O>(operation: &Operation<I, O>) -> bool {
+    operation.output.is_none() && operation.completion == u64::MAX
+}
+
+/// The states `operation` can lead to from `state`, as the search tries them.
+fn successors_of<M: Model>(
+    model: &M,
+    state: &M::State,
+    operation: &Operation<M::Input, M::Output>,
+    successors: &mut Vec<M::State>,
+) {
+    successors.clear();
+    model.step(
+        state,
+        &operation.input,
+        operation.output.as_ref(),
+        successors,
+    );
+    if is_optional(operation) {
+        // An optional operation is placed only where it changes the state:
+        // placing it where it changes nothing is the same as leaving it out,
+        // which the search does anyway.
+        successors.retain(|successor| successor != state);
+    } else if operation.output.is_none() && !successors.contains(state) {
+        // An unknown outcome with a known completion: the operation may
+        // also not have happened.
+        successors.push(state.clone());
+    }
+}
+
 /// Searches for a linearization of `operations` (one partition).
 ///
-/// With `stop_at_depth`, the search stops as soon as it has linearized that
-/// many operations and returns the state of that moment; the search is
-/// deterministic, so a second run with the first run's `depth_max` recovers
-/// the deepest point without the first run paying for snapshots.
+/// Operations whose outcome and completion are unknown are *optional*: the
+/// search succeeds once all the others are placed. At each depth it first
+/// tries the callable required operations, in time order, and only then the
+/// optional ones: those can wait until something needs their effect, so
+/// trying them last finds a linearization sooner. Both passes together try
+/// every candidate, so the search stays complete.
 pub(crate) fn search<M: Model>(
     model: &M,
     operations: &[&Operation<M::Input, M::Output>],
-    limits: &Limits,
-    stop_at_depth: Option<usize>,
+    limits: &Limits<'_>,
 ) -> Outcome<M::State> {
     let count = operations.len();
     assert!(
         count < (u32::MAX / 2) as usize,
         "a partition has fewer than 2^31 operations"
     );
+    let optional: Vec<bool> = operations
+        .iter()
+        .map(|operation| is_optional(operation))
+        .collect();
+    let any_optional = optional.iter().any(|flag| *flag);
+    // The search succeeds once every operation that must be placed is.
+    let mut required_remaining = optional.iter().filter(|flag| !**flag).count();
     let mut list = EntryList::new(operations);
     let mut linearized = Bitset::new(count);
     let mut cache: HashSet<CacheKey<M::State>, FastBuildHasher> = HashSet::default();
     let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(count);
     let mut successors: Vec<M::State> = Vec::new();
     let mut state = model.init();
-    let mut depth_max = 0;
+    let mut record = Record {
+        steps: Vec::new(),
+        low_water: 0,
+        candidates: Vec::new(),
+        blocking: None,
+    };
+    let mut recorded = false;
+    let mut unknown_pass = false;
     let mut node = list.first();
     let mut iterations: u64 = 0;
-    if stop_at_depth == Some(0) {
-        return Outcome::Deepest(deepest(&list, &stack, &state));
-    }
     loop {
-        if list.first() == list.head {
+        if required_remaining == 0 {
             return Outcome::Linearizable;
         }
         iterations += 1;
-        if iterations.is_multiple_of(ITERATIONS_PER_CLOCK_READ) && Instant::now() > limits.deadline
-        {
-            return Outcome::Unknown(GiveUp::Deadline);
+        if iterations.is_multiple_of(ITERATIONS_PER_CLOCK_READ) {
+            if Instant::now() > limits.deadline {
+                return Outcome::Unknown(GiveUp::Deadline);
+            }
+            if limits.stop.is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+                return Outcome::Unknown(GiveUp::Cancelled);
+            }
         }
         if node != list.head && node.is_multiple_of(2) {
             let index = node / 2;
-            let operation = operations[index as usize];
-            successors.clear();
-            model.step(
-                &state,
-                &operation.input,
-                operation.output.as_ref(),
-                &mut successors,
-            );
-            if operation.output.is_none() && !successors.contains(&state) {
-                successors.push(state.clone());
+            if optional[index as usize] != unknown_pass {
+                node = list.next[node as usize];
+                continue;
             }
+            let operation = operations[index as usize];
+            successors_of(model, &state, operation, &mut successors);
             linearized.set(index as usize);
             let chosen = successors
                 .iter()
@@ -319,68 +414,123 @@ pub(crate) fn search<M: Model>(
             if cache.len() > limits.cache_entries_max {
                 return Outcome::Unknown(GiveUp::CacheFull);
             }
-            let alternatives: Vec<M::State> = successors.drain(position + 1..).collect();
+            // Deterministic models leave no alternatives: skip the allocation.
+            let alternatives: Vec<(u32, M::State)> = if position + 1 == successors.len() {
+                Vec::new()
+            } else {
+                let first = position as u32 + 1;
+                successors
+                    .drain(position + 1..)
+                    .enumerate()
+                    .map(|(offset, successor)| (first + offset as u32, successor))
+                    .collect()
+            };
             let next_state = successors.swap_remove(position);
             let state_before = std::mem::replace(&mut state, next_state);
             stack.push(Frame {
                 operation: index,
+                choice: position as u32,
                 state_before,
+                unknown_pass,
                 alternatives,
             });
             list.lift(index);
-            if stack.len() > depth_max {
-                depth_max = stack.len();
-                if stop_at_depth == Some(depth_max) {
-                    return Outcome::Deepest(deepest(&list, &stack, &state));
-                }
+            if !optional[index as usize] {
+                required_remaining -= 1;
             }
+            unknown_pass = false;
             node = list.first();
-        } else {
-            let Some(frame) = stack.last_mut() else {
-                return Outcome::NotLinearizable { depth_max };
-            };
-            let mut adopted = false;
-            while let Some(alternative) = frame.alternatives.pop() {
-                if cache.insert(linearized.key(alternative.clone())) {
-                    state = alternative;
-                    adopted = true;
-                    break;
-                }
-            }
-            if adopted {
-                node = list.first();
-                continue;
-            }
-            let Some(frame) = stack.pop() else {
-                return Outcome::NotLinearizable { depth_max };
-            };
-            state = frame.state_before;
-            linearized.clear(frame.operation as usize);
-            list.unlift(frame.operation);
-            node = list.next[2 * frame.operation as usize];
+            continue;
         }
+        // A dead end: a completion (or the end of the list) was reached.
+        if !unknown_pass && any_optional {
+            unknown_pass = true;
+            node = list.first();
+            continue;
+        }
+        if !recorded || stack.len() > record.steps.len() {
+            update_record(&mut record, &stack, &list);
+            recorded = true;
+        }
+        let Some(frame) = stack.last_mut() else {
+            return Outcome::NotLinearizable(replay(model, operations, record));
+        };
+        let mut adopted = false;
+        while let Some((choice, alternative)) = frame.alternatives.pop() {
+            if cache.insert(linearized.key(alternative.clone())) {
+                state = alternative;
+                frame.choice = choice;
+                adopted = true;
+                break;
+            }
+        }
+        if adopted {
+            record.low_water = record.low_water.min(stack.len() - 1);
+            unknown_pass = false;
+            node = list.first();
+            continue;
+        }
+        let Some(frame) = stack.pop() else {
+            return Outcome::NotLinearizable(replay(model, operations, record));
+        };
+        record.low_water = record.low_water.min(stack.len());
+        state = frame.state_before;
+        unknown_pass = frame.unknown_pass;
+        linearized.clear(frame.operation as usize);
+        list.unlift(frame.operation);
+        if !optional[frame.operation as usize] {
+            required_remaining += 1;
+        }
+        node = list.next[2 * frame.operation as usize];
     }
 }
 
-fn deepest<S: Clone>(list: &EntryList, stack: &[Frame<S>], state: &S) -> Deepest<S> {
-    let mut linearization = Vec::with_capacity(stack.len());
-    for (position, frame) in stack.iter().enumerate() {
-        let after = stack
-            .get(position + 1)
-            .map_or(state, |next| &next.state_before);
-        linearization.push((frame.operation as usize, after.clone()));
-    }
-    let mut candidates = Vec::new();
+fn update_record<S>(record: &mut Record, stack: &[Frame<S>], list: &EntryList) {
+    let keep = record.low_water.min(record.steps.len());
+    record.steps.truncate(keep);
+    record.steps.extend(
+        stack[keep..]
+            .iter()
+            .map(|frame| (frame.operation, frame.choice)),
+    );
+    record.low_water = stack.len();
+    record.candidates.clear();
     let mut node = list.first();
     while node != list.head && node.is_multiple_of(2) {
-        candidates.push(node as usize / 2);
+        record.candidates.push(node as usize / 2);
         node = list.next[node as usize];
     }
-    let blocking = (node != list.head).then_some(node as usize / 2);
+    record.blocking = (node != list.head).then_some(node as usize / 2);
+}
+
+/// Rebuilds the states of the recorded linearization by running the model
+/// along it again, with the same successor choices.
+fn replay<M: Model>(
+    model: &M,
+    operations: &[&Operation<M::Input, M::Output>],
+    record: Record,
+) -> Deepest<M::State> {
+    let mut state = model.init();
+    let mut successors = Vec::new();
+    let mut linearization = Vec::with_capacity(record.steps.len());
+    for (operation, choice) in record.steps {
+        successors_of(
+            model,
+            &state,
+            operations[operation as usize],
+            &mut successors,
+        );
+        assert!(
+            (choice as usize) < successors.len(),
+            "a replayed step has the recorded successor"
+        );
+        state = successors.swap_remove(choice as usize);
+        linearization.push((operation as usize, state.clone()));
+    }
     Deepest {
         linearization,
-        candidates,
-        blocking,
+        candidates: record.candidates,
+        blocking: record.blocking,
     }
 }
 
