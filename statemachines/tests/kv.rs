@@ -1085,3 +1085,84 @@ fn deeply_nested_txns_are_refused_when_decoded_not_by_crashing() {
         "the depth counter is back to zero after a refusal"
     );
 }
+
+#[test]
+fn watches_from_old_revisions_catch_up_in_bounded_steps_without_gaps() {
+    let config = KvConfig {
+        watch_catch_up_revisions_per_entry: 3,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with(config);
+    for round in 0..10 {
+        kv.put("k", &round.to_string());
+    }
+    let watch = WatchRequest {
+        key: "k".into(),
+        start_revision: 2,
+        ..Default::default()
+    };
+    kv.run(KvCommand::Watch(watch)).unwrap();
+    let drain = |kv: &mut Kv| -> Vec<i64> {
+        kv.events
+            .drain(..)
+            .map(|(_, response)| response.revision)
+            .collect()
+    };
+    assert_eq!(
+        drain(&mut kv),
+        vec![2, 3, 4],
+        "creation sends the first step"
+    );
+    kv.put("k", "live");
+    assert_eq!(
+        drain(&mut kv),
+        vec![5, 6, 7],
+        "a behind watch gets history, not the live put"
+    );
+    kv.advance(1);
+    assert_eq!(drain(&mut kv), vec![8, 9, 10]);
+    kv.advance(1);
+    assert_eq!(
+        drain(&mut kv),
+        vec![11, 12],
+        "caught up, including the put made meanwhile"
+    );
+    kv.put("k", "after");
+    assert_eq!(
+        drain(&mut kv),
+        vec![13],
+        "an up-to-date watch gets live changes"
+    );
+}
+
+#[test]
+fn a_watch_left_behind_by_compaction_is_canceled_with_the_compact_revision() {
+    let config = KvConfig {
+        watch_catch_up_revisions_per_entry: 2,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with(config);
+    for round in 0..10 {
+        kv.put("k", &round.to_string());
+    }
+    let watch = WatchRequest {
+        key: "k".into(),
+        start_revision: 2,
+        ..Default::default()
+    };
+    let Ok(KvResponse::WatchCreated { watch_id, .. }) = kv.run(KvCommand::Watch(watch)) else {
+        panic!()
+    };
+    kv.run(KvCommand::Compact { revision: 8 }).unwrap();
+    let responses: Vec<WatchResponse> = kv.events.drain(..).map(|(_, response)| response).collect();
+    let revisions: Vec<i64> = responses.iter().map(|response| response.revision).collect();
+    assert_eq!(revisions, vec![2, 3, 4, 5, 11]);
+    let last = responses.last().unwrap();
+    assert!(last.canceled && last.events.is_empty());
+    assert_eq!((last.watch_id, last.compact_revision), (watch_id, 8));
+    assert_eq!(
+        kv.run(KvCommand::CancelWatch { watch_id }),
+        Err(KvError::WatchNotFound { watch_id }),
+        "the canceled watch is gone"
+    );
+}

@@ -64,6 +64,9 @@ pub struct KvConfig {
     pub leases_max: u64,
     /// The most watches at once.
     pub watches_max: u64,
+    /// How many revisions of history watches that start in the past are sent per applied
+    /// entry, in all; the rest follows on later entries (idle leaders' ticks included).
+    pub watch_catch_up_revisions_per_entry: u64,
     /// The longest key.
     pub key_bytes_max: u64,
     /// The longest value.
@@ -78,6 +81,7 @@ impl Default for KvConfig {
             lease_ttl_seconds_max: 9_000_000_000,
             leases_max: 1_000_000,
             watches_max: 100_000,
+            watch_catch_up_revisions_per_entry: 1_000,
             key_bytes_max: 1_572_864,
             value_bytes_max: 1_572_864,
         }
@@ -91,6 +95,10 @@ impl KvConfig {
             ("txn_ops_max", self.txn_ops_max),
             ("leases_max", self.leases_max),
             ("watches_max", self.watches_max),
+            (
+                "watch_catch_up_revisions_per_entry",
+                self.watch_catch_up_revisions_per_entry,
+            ),
             ("key_bytes_max", self.key_bytes_max),
             ("value_bytes_max", self.value_bytes_max),
         ];
@@ -146,10 +154,7 @@ impl KvMachine {
             config,
             store: Store::default(),
             leases: Leases::default(),
-            watches: Watches {
-                watches: BTreeMap::new(),
-                next_id: 1,
-            },
+            watches: Watches::new(1),
         }
     }
 
@@ -318,6 +323,17 @@ impl KvMachine {
         }
     }
 
+    /// Sends watches that are behind their next part of history.
+    fn catch_up(&mut self, context: &mut Context<'_>) {
+        if !self.watches.any_behind() {
+            return;
+        }
+        let budget = self.config.watch_catch_up_revisions_per_entry;
+        for (session, response) in self.watches.catch_up(&self.store, budget) {
+            context.publish(session, response);
+        }
+    }
+
     /// Commits a write batch and tells the watches; returns the revision after it.
     fn finish(&mut self, context: &mut Context<'_>, batch: WriteBatch) -> i64 {
         self.store.commit(&batch);
@@ -359,7 +375,7 @@ impl KvMachine {
         Ok(KvResponse::DeleteRange(response))
     }
 
-    fn compact(&mut self, revision: i64) -> KvOutput {
+    fn compact(&mut self, context: &mut Context<'_>, revision: i64) -> KvOutput {
         if revision <= self.store.compact_revision() {
             return Err(KvError::Compacted {
                 compact_revision: self.store.compact_revision(),
@@ -371,6 +387,10 @@ impl KvMachine {
             });
         }
         self.store.compact(revision);
+        let current = self.store.revision();
+        for (session, response) in self.watches.cancel_compacted(revision, current) {
+            context.publish(session, response);
+        }
         Ok(KvResponse::Compact {
             revision: self.store.revision(),
         })
@@ -431,7 +451,7 @@ impl KvMachine {
 
     fn watch(&mut self, context: &mut Context<'_>, request: &WatchRequest) -> KvOutput {
         let session = context.session().ok_or(KvError::NoSession)?;
-        if self.watches.watches.len() as u64 >= self.config.watches_max {
+        if self.watches.len() as u64 >= self.config.watches_max {
             return Err(KvError::TooManyWatches {
                 watches_max: self.config.watches_max,
             });
@@ -454,27 +474,18 @@ impl KvMachine {
                 compact_revision: self.store.compact_revision(),
             });
         }
-        let watch_id = self.watches.next_id;
-        self.watches.next_id += 1;
         let watch = Watch {
             session,
             key: request.key.clone(),
             range_end: request.range_end.clone(),
-            start_revision,
+            next_revision: start_revision,
             no_put: request.no_put,
             no_delete: request.no_delete,
             prev_kv: request.prev_kv,
         };
-        if start_revision <= current {
-            let range = KeyRange::new(&request.key, &request.range_end);
-            let changes = self.store.changes_between(range, start_revision, current);
-            for group in changes.chunk_by(|left, right| left.revision.main == right.revision.main) {
-                if let Some(response) = watch.filter(watch_id, group[0].revision.main, group) {
-                    context.publish(session, response);
-                }
-            }
-        }
-        self.watches.watches.insert(watch_id, watch);
+        let watch_id = self.watches.insert(None, watch, current);
+        // The first part of the history goes out with the creation; the rest on later entries.
+        self.catch_up(context);
         Ok(KvResponse::WatchCreated {
             revision: current,
             watch_id,
@@ -518,12 +529,14 @@ impl StateMachine for KvMachine {
     type Event = WatchResponse;
 
     fn apply(&mut self, context: &mut Context<'_>, command: KvCommand) -> KvOutput {
+        // History owed to watches goes out before anything this command changes.
+        self.catch_up(context);
         match command {
             KvCommand::Range(request) => self.range(&request).map(KvResponse::Range),
             KvCommand::Put(request) => self.put(context, &request),
             KvCommand::DeleteRange(request) => self.delete(context, &request),
             KvCommand::Txn(request) => self.txn(context, &request),
-            KvCommand::Compact { revision } => self.compact(revision),
+            KvCommand::Compact { revision } => self.compact(context, revision),
             KvCommand::LeaseGrant { ttl_seconds, id } => self.lease_grant(context, ttl_seconds, id),
             KvCommand::LeaseRevoke { id } => self
                 .revoke(context, id)
@@ -541,15 +554,11 @@ impl StateMachine for KvMachine {
             }
             KvCommand::Watch(request) => self.watch(context, &request),
             KvCommand::CancelWatch { watch_id } => {
-                let owned = self
-                    .watches
-                    .watches
-                    .get(&watch_id)
-                    .map(|watch| watch.session);
+                let owned = self.watches.owner(watch_id);
                 if owned.is_none() || owned != context.session() {
                     return Err(KvError::WatchNotFound { watch_id });
                 }
-                self.watches.watches.remove(&watch_id);
+                self.watches.remove(watch_id);
                 Ok(KvResponse::WatchCanceled {
                     revision: self.store.revision(),
                     watch_id,
@@ -578,6 +587,7 @@ impl StateMachine for KvMachine {
     }
 
     fn time_advanced(&mut self, context: &mut Context<'_>) {
+        self.catch_up(context);
         while let Some(id) = self.leases.first_due(context.log_time_ms()) {
             let revoked = self.revoke(context, id);
             assert!(revoked.is_ok(), "a due lease exists");
@@ -591,14 +601,14 @@ impl StateMachine for KvMachine {
             compact_revision,
             key_count,
             lease_count: self.leases.len() as u64,
-            next_watch_id: self.watches.next_id,
-            watch_count: self.watches.watches.len() as u64,
+            next_watch_id: self.watches.next_id(),
+            watch_count: self.watches.len() as u64,
         };
         codec::write_frame(writer, &header, "kv header")?;
         for lease in self.leases.iter() {
             codec::write_frame(writer, &lease, "kv lease")?;
         }
-        for watch in &self.watches.watches {
+        for watch in self.watches.iter() {
             codec::write_frame(writer, &watch, "kv watch")?;
         }
         for key in self.store.histories_all() {
@@ -619,13 +629,15 @@ impl StateMachine for KvMachine {
             }
             leases.insert(id, lease);
         }
-        let mut watches = Watches {
-            watches: BTreeMap::new(),
-            next_id: header.next_watch_id,
-        };
+        let mut watches = Watches::new(header.next_watch_id);
         for _ in 0..header.watch_count {
             let (id, watch): (i64, Watch) = codec::read_frame(reader, "kv watch")?;
-            watches.watches.insert(id, watch);
+            if watches.owner(id).is_some() {
+                return Err(Error::SnapshotFormat {
+                    reason: format!("watch {id} twice"),
+                });
+            }
+            watches.insert(Some(id), watch, header.revision);
         }
         let mut keys = BTreeMap::new();
         for _ in 0..header.key_count {

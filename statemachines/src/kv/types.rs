@@ -446,6 +446,10 @@ pub struct WatchResponse {
     pub revision: i64,
     /// Every matching change of that revision, in the order they were made.
     pub events: Vec<WatchEvent>,
+    /// The watch ended: it fell behind the compact revision before catching up.
+    pub canceled: bool,
+    /// When canceled by compaction, the compact revision (else 0).
+    pub compact_revision: i64,
 }
 
 /// Errors of the kv machine; the `Display` text is etcd's where etcd has one.
