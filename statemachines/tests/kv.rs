@@ -1166,3 +1166,57 @@ fn a_watch_left_behind_by_compaction_is_canceled_with_the_compact_revision() {
         "the canceled watch is gone"
     );
 }
+
+#[test]
+fn history_is_bounded_and_compaction_makes_room() {
+    // Each put of a 1-byte key and 100-byte value counts 149 bytes (48 of metadata).
+    let config = KvConfig {
+        history_bytes_max: 1_000,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with(config);
+    let value = "v".repeat(100);
+    let mut accepted = 0;
+    let refused = loop {
+        let request = PutRequest {
+            key: "k".into(),
+            value: value.clone().into(),
+            ..Default::default()
+        };
+        match kv.put_with(request) {
+            Ok(_) => accepted += 1,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(accepted, 6, "6 × 149 bytes fit in 1000, a seventh does not");
+    assert_eq!(
+        refused,
+        KvError::NoSpace {
+            history_bytes_max: 1_000
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "etcdserver: mvcc: database space exceeded"
+    );
+    let txn = TxnRequest {
+        success: vec![put_op("t", &value)],
+        ..Default::default()
+    };
+    assert_eq!(
+        kv.txn(txn),
+        Err(KvError::NoSpace {
+            history_bytes_max: 1_000
+        })
+    );
+    let reads_only = TxnRequest {
+        success: vec![get_op("k")],
+        ..Default::default()
+    };
+    assert!(kv.txn(reads_only).is_ok(), "reads are not writes");
+
+    let revision = kv.revision();
+    kv.run(KvCommand::Compact { revision }).unwrap();
+    kv.put("k", "small");
+    assert_eq!(kv.get("k").unwrap().value, b"small");
+}

@@ -69,6 +69,10 @@ pub struct KvConfig {
     pub watch_catch_up_revisions_per_entry: u64,
     /// The longest key.
     pub key_bytes_max: u64,
+    /// The most history the store retains (keys, values and a per-entry allowance, summed
+    /// over every retained revision); puts beyond it fail until compaction frees room.
+    /// Deletes, revocations and expiries are always allowed, as they lead to freeing room.
+    pub history_bytes_max: u64,
     /// The longest value.
     pub value_bytes_max: u64,
 }
@@ -83,6 +87,7 @@ impl Default for KvConfig {
             watches_max: 100_000,
             watch_catch_up_revisions_per_entry: 1_000,
             key_bytes_max: 1_572_864,
+            history_bytes_max: 2 * 1024 * 1024 * 1024,
             value_bytes_max: 1_572_864,
         }
     }
@@ -100,6 +105,7 @@ impl KvConfig {
                 self.watch_catch_up_revisions_per_entry,
             ),
             ("key_bytes_max", self.key_bytes_max),
+            ("history_bytes_max", self.history_bytes_max),
             ("value_bytes_max", self.value_bytes_max),
         ];
         for (field, value) in positive {
@@ -202,11 +208,13 @@ impl KvMachine {
     }
 
     /// Checks every operation of the branches `path` selects, before anything is written.
+    /// Also adds up, in `put_bytes`, what the branch's puts will add to the history.
     fn check_txn(
         &self,
         txn: &TxnRequest,
         path: &[bool],
         cursor: &mut usize,
+        put_bytes: &mut u64,
     ) -> Result<(), KvError> {
         let succeeded = path[*cursor];
         *cursor += 1;
@@ -219,9 +227,12 @@ impl KvMachine {
                 RequestOp::Range(range) => {
                     self.store.check_read_revision(range.revision).map(drop)?
                 }
-                RequestOp::Put(put) => self.check_put(put)?,
+                RequestOp::Put(put) => {
+                    self.check_put(put)?;
+                    *put_bytes += store::entry_bytes(put.key.len(), put.value.len());
+                }
                 RequestOp::DeleteRange(delete) => Self::check_delete(delete)?,
-                RequestOp::Txn(nested) => self.check_txn(nested, path, cursor)?,
+                RequestOp::Txn(nested) => self.check_txn(nested, path, cursor, put_bytes)?,
             }
         }
         Ok(())
@@ -350,7 +361,9 @@ impl KvMachine {
         txn::check_duplicates(txn)?;
         let mut path = Vec::new();
         txn::decide_path(&self.store, txn, &mut path);
-        self.check_txn(txn, &path, &mut 0)?;
+        let mut put_bytes = 0;
+        self.check_txn(txn, &path, &mut 0, &mut put_bytes)?;
+        self.check_space(put_bytes)?;
         let mut batch = self.store.begin();
         let mut response = self.execute_txn(&mut batch, txn, &path, &mut 0);
         let revision = self.finish(context, batch);
@@ -358,8 +371,19 @@ impl KvMachine {
         Ok(KvResponse::Txn(response))
     }
 
+    /// Refuses writes that would take the history beyond `history_bytes_max`.
+    fn check_space(&self, put_bytes: u64) -> Result<(), KvError> {
+        let history_bytes_max = self.config.history_bytes_max;
+        if put_bytes > 0 && self.store.history_bytes().saturating_add(put_bytes) > history_bytes_max
+        {
+            return Err(KvError::NoSpace { history_bytes_max });
+        }
+        Ok(())
+    }
+
     fn put(&mut self, context: &mut Context<'_>, request: &PutRequest) -> KvOutput {
         self.check_put(request)?;
+        self.check_space(store::entry_bytes(request.key.len(), request.value.len()))?;
         let mut batch = self.store.begin();
         let mut response = self.put_key(&mut batch, request);
         response.revision = self.finish(context, batch);

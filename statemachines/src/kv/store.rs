@@ -101,6 +101,22 @@ pub(crate) struct Store {
     keys: BTreeMap<Vec<u8>, Vec<KeyEntry>>,
     revision: i64,
     compact_revision: i64,
+    /// The size of all retained history, as [`entry_bytes`] counts it; derived.
+    history_bytes: u64,
+}
+
+/// What one history entry counts against `history_bytes_max`: its key, its value and a
+/// fixed allowance for the revision and metadata.
+pub(crate) fn entry_bytes(key_bytes: usize, value_bytes: usize) -> u64 {
+    const ENTRY_OVERHEAD_BYTES: u64 = 48;
+    key_bytes as u64 + value_bytes as u64 + ENTRY_OVERHEAD_BYTES
+}
+
+fn history_entry_bytes(key: &[u8], entry: &KeyEntry) -> u64 {
+    entry_bytes(
+        key.len(),
+        entry.live.as_ref().map_or(0, |live| live.value.len()),
+    )
 }
 
 /// The write side of one revision: every change made by one put, delete, transaction or
@@ -138,6 +154,7 @@ impl Default for Store {
             keys: BTreeMap::new(),
             revision: 1,
             compact_revision: 0,
+            history_bytes: 0,
         }
     }
 }
@@ -145,6 +162,10 @@ impl Default for Store {
 impl Store {
     pub(crate) fn revision(&self) -> i64 {
         self.revision
+    }
+
+    pub(crate) fn history_bytes(&self) -> u64 {
+        self.history_bytes
     }
 
     pub(crate) fn compact_revision(&self) -> i64 {
@@ -278,6 +299,7 @@ impl Store {
                 },
             ),
         };
+        self.history_bytes += history_entry_bytes(key, &entry);
         entries.push(entry);
         let change = Change {
             revision,
@@ -330,16 +352,21 @@ impl Store {
     /// Drops history that no read at or after `revision` can see.
     pub(crate) fn compact(&mut self, revision: i64) {
         assert!(revision > self.compact_revision && revision <= self.revision);
-        self.keys.retain(|_, entries| {
+        let mut freed_bytes = 0;
+        self.keys.retain(|key, entries| {
             let visible = entries.partition_point(|entry| entry.revision.main <= revision);
             let mut keep_from = visible.saturating_sub(1);
             // A tombstone at or before the compaction point hides nothing older any more.
             if visible > 0 && entries[visible - 1].live.is_none() {
                 keep_from = visible;
             }
-            entries.drain(..keep_from);
+            freed_bytes += entries
+                .drain(..keep_from)
+                .map(|entry| history_entry_bytes(key, &entry))
+                .sum::<u64>();
             !entries.is_empty()
         });
+        self.history_bytes -= freed_bytes;
         self.compact_revision = revision;
     }
 
@@ -396,10 +423,16 @@ impl Store {
         compact_revision: i64,
         keys: BTreeMap<Vec<u8>, Vec<KeyEntry>>,
     ) -> Self {
+        let history_bytes = keys
+            .iter()
+            .flat_map(|(key, entries)| entries.iter().map(move |entry| (key, entry)))
+            .map(|(key, entry)| history_entry_bytes(key, entry))
+            .sum();
         Store {
             keys,
             revision,
             compact_revision,
+            history_bytes,
         }
     }
 }

@@ -506,6 +506,12 @@ pub enum KvError {
         /// The configured bound.
         leases_max: u64,
     },
+    /// The retained history reached `history_bytes_max`: compact (and delete) to make room.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace {
+        /// The configured bound.
+        history_bytes_max: u64,
+    },
     /// A key or value is longer than the configured bound.
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
