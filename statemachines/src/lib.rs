@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod client;
 pub mod codec;
 pub mod counter;
 pub mod envelope;
@@ -46,6 +47,7 @@ pub mod value;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use client::ClientSession;
 pub use envelope::{
     Applied, CommandOutput, Entry, EventBatch, EventCursor, FORMAT_VERSION, MachineEvent,
     QueryRequest, Reply,

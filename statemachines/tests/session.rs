@@ -688,3 +688,40 @@ fn configuration_bounds_are_validated() {
         })
     );
 }
+
+#[test]
+fn a_client_session_drives_retries_and_acknowledgements() {
+    use conclave_statemachines::ClientSession;
+    let mut harness = Harness::new(SessionConfig::default());
+    let mut client = ClientSession::new(harness.register(5_000));
+    let payload = codec::encode(&CounterCommand::AddAndGet { delta: 1 }, "command").unwrap();
+    let first = client.command("hits", "counter", payload.clone());
+    let second = client.command("hits", "counter", payload);
+    // The network reorders: the second command arrives first and waits.
+    let buffered = harness.apply(second.clone());
+    assert!(matches!(
+        buffered.reply,
+        Reply::Buffered { sequence: 2, .. }
+    ));
+    let applied = harness.apply(first.clone());
+    let Reply::Output(output) = &applied.reply else {
+        panic!()
+    };
+    assert!(client.answered(output, applied.index));
+    assert!(client.answered(&applied.released[0], applied.index));
+    // A retry of the second is answered from the cache and shown to nobody twice.
+    let retry = harness.apply(second);
+    let Reply::Output(cached) = &retry.reply else {
+        panic!()
+    };
+    assert_eq!(cached, &applied.released[0]);
+    assert!(!client.answered(cached, retry.index));
+    assert_eq!(client.index_seen(), retry.index);
+
+    harness.apply(client.keep_alive());
+    let late = harness.apply(first);
+    assert_eq!(
+        late.reply,
+        Reply::Rejected(SessionError::SequenceAcknowledged { sequence: 1 })
+    );
+}
