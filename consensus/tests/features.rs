@@ -256,3 +256,32 @@ fn restart_keeps_term_vote_and_log_and_loses_nothing_committed() {
     // The restarted node re-applies its committed log from the start.
     assert_eq!(cluster.applied[&2].last().map(|e| e.index), Some(index));
 }
+
+#[test]
+fn thesis_4_2_3_removed_node_that_missed_its_removal_cannot_disrupt_the_cluster() {
+    let mut cluster = Cluster::new(&[1, 2, 3, 4], quiet);
+    cluster.campaign(1);
+    // Node 4 is cut off while the others remove it, so it never learns of the removal.
+    cluster.isolate(4);
+    cluster.node(1).propose_membership(&[MembershipChange::Remove(4)]).expect("remove");
+    cluster.stabilize();
+    for _ in 0..3 {
+        cluster.tick(1, 1);
+        cluster.stabilize();
+    }
+    let term = cluster.nodes[&1].status().hard_state.term;
+    assert!(!cluster.nodes[&1].status().membership.contains(4));
+    assert!(cluster.nodes[&4].status().membership.contains(4));
+    // Back on the network it times out again and again; the others keep their leader.
+    cluster.heal();
+    for _ in 0..5 {
+        cluster.tick(4, 20);
+        cluster.tick(1, 1);
+        cluster.stabilize();
+    }
+    assert_eq!(cluster.leader(), Some(1));
+    assert_eq!(cluster.nodes[&1].status().hard_state.term, term);
+    let index = cluster.propose(1, "still-working");
+    cluster.stabilize();
+    assert_eq!(cluster.commit(2), index);
+}
