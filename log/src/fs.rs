@@ -26,6 +26,15 @@ pub trait WritableFile: Send + Sync + Debug {
     /// Reads exactly `buffer.len()` bytes at `offset`; safe while the same
     /// handle appends, because only bytes already appended are asked for.
     fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()>;
+    /// A second handle on the same file that can only fsync it, so that the
+    /// fsync can run without holding whatever guards this handle.
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>>;
+}
+
+/// Fsyncs one file (see [`WritableFile::sync_handle`]).
+pub trait SyncHandle: Send + Sync + Debug {
+    /// Makes every byte written to the file so far durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
 }
 
 /// All file access of the crate.
@@ -114,6 +123,23 @@ impl WritableFile for RealFile {
     fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         self.file.read_exact_at(buffer, offset)
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(RealSyncHandle {
+            file: self.file.try_clone()?,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct RealSyncHandle {
+    file: std::fs::File,
+}
+
+impl SyncHandle for RealSyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 }
 
@@ -385,6 +411,47 @@ impl MemoryFile {
     }
 }
 
+/// Makes a memory file's current content its durable content.
+fn sync_memory_node(
+    file_system: &MemoryFileSystem,
+    node: &Mutex<MemoryNode>,
+    generation: u64,
+) -> io::Result<()> {
+    {
+        let mut state = lock(&file_system.state);
+        if state.generation != generation {
+            return Err(io::Error::other(
+                "the file system crashed since this file was opened",
+            ));
+        }
+        if state.faults.sync_failures_count > 0 {
+            state.faults.sync_failures_count -= 1;
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        state.syncs_count += 1;
+    }
+    let mut node = lock(node);
+    let dirty_from = node.dirty_from.min(node.durable.len());
+    node.durable.truncate(dirty_from);
+    let tail = node.current[dirty_from..].to_vec();
+    node.durable.extend_from_slice(&tail);
+    node.dirty_from = node.current.len();
+    Ok(())
+}
+
+#[derive(Debug)]
+struct MemorySyncHandle {
+    node: Arc<Mutex<MemoryNode>>,
+    file_system: MemoryFileSystem,
+    generation: u64,
+}
+
+impl SyncHandle for MemorySyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        sync_memory_node(&self.file_system, &self.node, self.generation)
+    }
+}
+
 impl WritableFile for MemoryFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.check_alive()?;
@@ -393,26 +460,7 @@ impl WritableFile for MemoryFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        {
-            let mut state = lock(&self.file_system.state);
-            if state.generation != self.generation {
-                return Err(io::Error::other(
-                    "the file system crashed since this file was opened",
-                ));
-            }
-            if state.faults.sync_failures_count > 0 {
-                state.faults.sync_failures_count -= 1;
-                return Err(io::Error::other("injected fsync failure"));
-            }
-            state.syncs_count += 1;
-        }
-        let mut node = lock(&self.node);
-        let dirty_from = node.dirty_from.min(node.durable.len());
-        node.durable.truncate(dirty_from);
-        let tail = node.current[dirty_from..].to_vec();
-        node.durable.extend_from_slice(&tail);
-        node.dirty_from = node.current.len();
-        Ok(())
+        sync_memory_node(&self.file_system, &self.node, self.generation)
     }
 
     fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
@@ -448,6 +496,14 @@ impl WritableFile for MemoryFile {
                 "read past the end",
             )),
         }
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(MemorySyncHandle {
+            node: Arc::clone(&self.node),
+            file_system: self.file_system.clone(),
+            generation: self.generation,
+        }))
     }
 }
 

@@ -293,8 +293,18 @@ fn run_writer(shared: &Shared) {
             SyncPolicy::Never => false,
         };
         let synced = sync_due && !unsynced.is_empty();
-        let sync_result = if synced { log.sync() } else { Ok(()) };
+        // The fsync runs without the log's lock, so that readers (Raft
+        // replication) and `with_log` callers are not held up by the disk.
+        let pending = if synced { Some(log.begin_sync()) } else { None };
         drop(log);
+        let sync_result = match pending {
+            Some(Ok(pending)) => {
+                let result = pending.run();
+                lock(&shared.log).finish_sync(pending, result)
+            }
+            Some(Err(error)) => Err(error),
+            None => Ok(()),
+        };
         {
             let mut statistics = lock(&shared.batches_count);
             statistics.batches_count += 1;

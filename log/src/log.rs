@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::{
     self, LogState, OffsetIndex, RecordProblem, SEGMENT_HEADER_BYTES, decode_segment_header,
 };
-use crate::fs::{self, FileSystem, RealFileSystem};
+use crate::fs::{self, FileSystem, RealFileSystem, SyncHandle};
 use crate::options::{LogOptions, RecoveryMode};
 use crate::segment::{ActiveSegment, SealedSegment, corruption};
 
@@ -40,6 +40,9 @@ pub struct Log {
     durable_index: u64,
     /// Set when a write or fsync failed: what is on disk is unknown.
     poisoned: bool,
+    /// Counts truncations and compactions, so that an fsync that ran while
+    /// one happened does not vouch for entries written after it.
+    reshape_epoch: u64,
     write_buffer: Vec<u8>,
 }
 
@@ -76,6 +79,7 @@ impl Log {
             next_index: 1,
             durable_index: 0,
             poisoned: false,
+            reshape_epoch: 0,
             write_buffer: Vec::new(),
         };
         log.recover()?;
@@ -300,6 +304,40 @@ impl Log {
         Ok(())
     }
 
+    /// Prepares an fsync of everything appended so far, to be run with
+    /// [`PendingSync::run`] without holding the log (so that readers and the
+    /// lock are free meanwhile), then concluded with [`Log::finish_sync`].
+    pub fn begin_sync(&mut self) -> Result<PendingSync> {
+        self.check_writable()?;
+        let mut pending = PendingSync {
+            handle: None,
+            path: self.directory.clone(),
+            upto: self.last_index(),
+            epoch: self.reshape_epoch,
+        };
+        if self.durable_index < self.last_index()
+            && let Some(active) = &self.active
+        {
+            pending.path = active.path.clone();
+            let handle = active.file.sync_handle();
+            pending.handle = Some(self.io("open sync handle", &pending.path.clone(), handle)?);
+        }
+        Ok(pending)
+    }
+
+    /// Concludes an fsync begun with [`Log::begin_sync`]: on success the
+    /// entries it covered are durable; on failure the log is poisoned.
+    pub fn finish_sync(&mut self, pending: PendingSync, result: std::io::Result<()>) -> Result<()> {
+        if let Err(error) = result {
+            self.poisoned = true;
+            return Err(Error::io("fsync", &pending.path, &error));
+        }
+        if pending.epoch == self.reshape_epoch {
+            self.durable_index = self.durable_index.max(pending.upto.min(self.last_index()));
+        }
+        Ok(())
+    }
+
     fn segment_path(&self, first_index: u64) -> PathBuf {
         self.directory.join(format::segment_file_name(first_index))
     }
@@ -423,6 +461,7 @@ impl Log {
 
     /// Carries out a committed truncation; idempotent, so open can redo it.
     fn apply_truncation(&mut self, from: u64) -> Result<()> {
+        self.reshape_epoch += 1;
         if let Some(active) = &self.active
             && active.first_index >= from
         {
@@ -535,6 +574,7 @@ impl Log {
 
     /// Removes the segments that hold only entries below the first index.
     fn remove_below_floor(&mut self) -> Result<()> {
+        self.reshape_epoch += 1;
         let mut removed_any = false;
         while let Some(segment) = self.sealed.first()
             && segment.last_index() < self.first_index
@@ -978,6 +1018,25 @@ impl Log {
             self.sync_directory()?;
         }
         Ok(())
+    }
+}
+
+/// An fsync prepared by [`Log::begin_sync`].
+#[derive(Debug)]
+pub struct PendingSync {
+    handle: Option<Box<dyn SyncHandle>>,
+    path: PathBuf,
+    upto: u64,
+    epoch: u64,
+}
+
+impl PendingSync {
+    /// Runs the fsync; call it without holding the log.
+    pub fn run(&self) -> std::io::Result<()> {
+        match &self.handle {
+            Some(handle) => handle.sync_data(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use common::entries;
-use conclave_log::{FileSystem, Log, LogOptions, MemoryFileSystem, WritableFile};
+use conclave_log::{FileSystem, Log, LogOptions, MemoryFileSystem, SyncHandle, WritableFile};
 
 /// Fails every call after `budget` calls, as if the process died there.
 #[derive(Debug)]
@@ -56,6 +56,26 @@ impl WritableFile for DyingFile {
     }
     fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
         self.inner.read_exact_at(buffer, offset)
+    }
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        let inner = self.inner.sync_handle()?;
+        Ok(Box::new(DyingSyncHandle {
+            inner,
+            calls_left: Arc::clone(&self.calls_left),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct DyingSyncHandle {
+    inner: Box<dyn SyncHandle>,
+    calls_left: Arc<AtomicU64>,
+}
+
+impl SyncHandle for DyingSyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        spend(&self.calls_left)?;
+        self.inner.sync_data()
     }
 }
 

@@ -3,15 +3,17 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Backend, entries, payload};
 use conclave_log::{
-    Error, FaultPlan, GroupCommit, GroupCommitOptions, Log, LogOptions, MemoryFileSystem,
-    SyncPolicy,
+    Error, FaultPlan, FileSystem, GroupCommit, GroupCommitOptions, Log, LogOptions,
+    MemoryFileSystem, SyncHandle, SyncPolicy, WritableFile,
 };
 
 fn options() -> LogOptions {
@@ -298,4 +300,166 @@ fn invalid_options_are_refused() {
             ..
         })
     ));
+}
+
+/// Forwards to a memory file system, but fsyncs through sync handles wait
+/// while the gate is closed: a disk that is slow exactly when the test wants.
+#[derive(Debug)]
+struct GatedFileSystem {
+    inner: MemoryFileSystem,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    waiting_count: u64,
+}
+
+impl Gate {
+    fn set_closed(&self, closed: bool) {
+        self.state.lock().expect("gate").closed = closed;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut state = self.state.lock().expect("gate");
+        state.waiting_count += 1;
+        self.changed.notify_all();
+        while state.closed {
+            state = self.changed.wait(state).expect("gate");
+        }
+        state.waiting_count -= 1;
+    }
+
+    fn wait_for_waiters(&self, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut state = self.state.lock().expect("gate");
+        while state.waiting_count < count {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            assert!(!timeout.is_zero(), "nobody reached the gate");
+            state = self.changed.wait_timeout(state, timeout).expect("gate").0;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GatedSyncHandle {
+    inner: Box<dyn SyncHandle>,
+    gate: Arc<Gate>,
+}
+
+impl SyncHandle for GatedSyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        self.gate.pass();
+        self.inner.sync_data()
+    }
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Box<dyn WritableFile>,
+    gate: Arc<Gate>,
+}
+
+impl WritableFile for GatedFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.inner.append(data)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
+        self.inner.truncate(length_bytes)
+    }
+    fn length_bytes(&self) -> u64 {
+        self.inner.length_bytes()
+    }
+    fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buffer, offset)
+    }
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(GatedSyncHandle {
+            inner: self.inner.sync_handle()?,
+            gate: Arc::clone(&self.gate),
+        }))
+    }
+}
+
+impl FileSystem for GatedFileSystem {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(GatedFile {
+            inner: self.inner.create(path)?,
+            gate: Arc::clone(&self.gate),
+        }))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(GatedFile {
+            inner: self.inner.open_append(path)?,
+            gate: Arc::clone(&self.gate),
+        }))
+    }
+    fn read_all(&self, path: &Path) -> io::Result<Bytes> {
+        self.inner.read_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+}
+
+#[test]
+fn reads_go_on_while_the_writer_waits_for_the_disk() {
+    let gate = Arc::new(Gate::default());
+    let file_system = Arc::new(GatedFileSystem {
+        inner: MemoryFileSystem::new(8),
+        gate: Arc::clone(&gate),
+    });
+    let log = Log::open(file_system, "/data/log", options()).expect("open");
+    let writer = GroupCommit::start(log, GroupCommitOptions::default()).expect("start");
+    writer
+        .append_payloads(1, 0, vec![tagged(0, 1)])
+        .expect("first append");
+    gate.set_closed(true);
+    let ticket = writer
+        .submit_payloads(1, 0, vec![tagged(0, 2)])
+        .expect("submit");
+    gate.wait_for_waiters(1);
+    // The writer is inside the fsync of entry 2; the log is free to read,
+    // including the entry being made durable, and says it is not durable yet.
+    writer.with_log(|log| {
+        assert_eq!(
+            log.entry(2).expect("entry being synced").payload,
+            tagged(0, 2)
+        );
+        assert_eq!(log.durable_index(), 1);
+    });
+    assert_eq!(
+        ticket.wait_timeout(Duration::ZERO),
+        None,
+        "not acknowledged before the fsync ends"
+    );
+    gate.set_closed(false);
+    assert_eq!(ticket.wait().expect("durable").first_index, 2);
+    writer.with_log(|log| assert_eq!(log.durable_index(), 2));
 }

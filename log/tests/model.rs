@@ -3,7 +3,8 @@
 //! prefix of the model that holds everything synced; otherwise it must equal
 //! the model exactly.
 //!
-//! More cases: `PROPTEST_CASES=5000 cargo test -p conclave-log --test model`.
+//! More cases: `CONCLAVE_LOG_MODEL_CASES=5000 cargo test -p conclave-log --test model`
+//! (the disk variant runs a tenth of that).
 
 mod common;
 
@@ -63,6 +64,14 @@ impl Model {
     fn position(&self, per_mille: u64) -> u64 {
         self.first_index + (self.entries.len() as u64 + 1) * per_mille / 1000
     }
+}
+
+/// The case count: `default` unless `CONCLAVE_LOG_MODEL_CASES` says otherwise.
+fn cases(default: u32) -> u32 {
+    std::env::var("CONCLAVE_LOG_MODEL_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 fn options() -> LogOptions {
@@ -174,7 +183,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
     #[test]
     fn the_memory_log_matches_the_model_through_crashes(seed in any::<u64>(), operations in prop::collection::vec(operation(), 1..60)) {
@@ -184,7 +193,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(300) / 10 + 10))]
 
     /// The real file system cannot lose page-cache data on demand, so here a
     /// "crash" is skipped and every reopen must give the model exactly.
