@@ -86,6 +86,27 @@ pub(crate) fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// Where a log keeps its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StorageLevel {
+    /// Files on disk (the default).
+    #[default]
+    Disk,
+    /// A private in-memory file system (tests, simulation); nothing survives
+    /// the process. To simulate crashes, pass a [`MemoryFileSystem`] directly.
+    Memory,
+}
+
+impl StorageLevel {
+    /// A file system of this level.
+    pub fn file_system(self) -> Arc<dyn FileSystem> {
+        match self {
+            StorageLevel::Disk => Arc::new(RealFileSystem),
+            StorageLevel::Memory => Arc::new(MemoryFileSystem::new(0)),
+        }
+    }
+}
+
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFileSystem;

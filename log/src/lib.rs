@@ -41,7 +41,9 @@ mod snapshot;
 
 pub use entry::Entry;
 pub use error::{Error, Result};
-pub use fs::{FaultPlan, FileSystem, MemoryFileSystem, RealFileSystem, SyncHandle, WritableFile};
+pub use fs::{
+    FaultPlan, FileSystem, MemoryFileSystem, RealFileSystem, StorageLevel, SyncHandle, WritableFile,
+};
 pub use group_commit::{AppendReceipt, BatchStatistics, GroupCommit, Ticket};
 pub use log::{Log, PendingSync};
 pub use meta::{HardState, MetaStore};

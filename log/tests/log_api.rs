@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, entries, payload};
-use conclave_log::{Entry, Error, Log, LogOptions};
+use conclave_log::{Entry, Error, Log, LogOptions, StorageLevel};
 
 fn small_segments() -> LogOptions {
     LogOptions {
@@ -241,4 +241,42 @@ fn an_entry_larger_than_a_segment_gets_a_segment_of_its_own() {
             Log::open(backend.file_system(), backend.log_directory(), options).expect("reopen");
         assert_holds(&log, 1, 3);
     }
+}
+
+#[test]
+fn sealed_reads_share_the_mapped_file_and_active_reads_copy() {
+    let backend = Backend::real();
+    let mut log = open(&backend);
+    log.append(&entries(1, 30, 1, 60)).expect("append");
+    log.sync().expect("sync");
+    // Index 1 is in a sealed segment: two reads point at the same mapped bytes.
+    let first = log.entry(1).expect("entry");
+    let second = log.entry(1).expect("entry");
+    assert_eq!(
+        first.payload.as_ptr(),
+        second.payload.as_ptr(),
+        "no copy from a sealed segment"
+    );
+    // Index 30 is in the active segment, read with a positional read into a
+    // fresh buffer each time.
+    let first = log.entry(30).expect("entry");
+    let second = log.entry(30).expect("entry");
+    assert_ne!(first.payload.as_ptr(), second.payload.as_ptr());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn the_memory_storage_level_needs_no_disk_and_the_log_is_shareable() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Log>();
+    let mut log = Log::open(
+        StorageLevel::Memory.file_system(),
+        "/anywhere",
+        small_segments(),
+    )
+    .expect("open");
+    log.append(&entries(1, 3, 1, 10)).expect("append");
+    log.sync().expect("sync");
+    assert_holds(&log, 1, 3);
+    assert!(!std::path::Path::new("/anywhere").exists());
 }
