@@ -78,6 +78,12 @@ pub trait StateMachine: 'static {
     /// Called on every machine whenever log time moves forward, before the entry that moved
     /// it is applied; machines expire their own timed objects (leases, TTLs) here.
     fn time_advanced(&mut self, _context: &mut ApplyContext<'_, Self::Event>) {}
+
+    /// Checks the machine's invariants and describes the first one broken. The conformance
+    /// suite calls it after every step; it is for tests and costs what it costs.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Which sessions are open, as machines see them.
@@ -189,6 +195,7 @@ pub(crate) trait ErasedMachine {
     fn hook(&mut self, context: RawContext<'_>, hook: Hook) -> Result<(), SessionError>;
     fn snapshot(&self, writer: &mut dyn Write) -> Result<(), Error>;
     fn restore(&mut self, reader: &mut dyn Read) -> Result<(), Error>;
+    fn validate(&self) -> Result<(), String>;
 }
 
 /// Adapts a typed machine to [`ErasedMachine`].
@@ -266,5 +273,9 @@ impl<M: StateMachine> ErasedMachine for Erased<M> {
 
     fn restore(&mut self, reader: &mut dyn Read) -> Result<(), Error> {
         self.0.restore(reader)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.0.validate()
     }
 }

@@ -609,6 +609,60 @@ impl SessionLayer {
         fresh.query(&context, &request.payload)
     }
 
+    /// Checks the layer's invariants, then every machine's; describes the first one broken.
+    /// Tests call it after every step.
+    pub fn validate(&self) -> Result<(), String> {
+        let deadlines: BTreeSet<(u64, SessionId)> = self
+            .sessions
+            .iter()
+            .map(|(id, state)| (state.deadline_ms(), *id))
+            .collect();
+        if deadlines != self.deadlines {
+            return Err("the deadline index disagrees with the sessions".to_string());
+        }
+        for (id, state) in &self.sessions {
+            if *id > self.index_applied {
+                return Err(format!("session {id} is newer than the applied index"));
+            }
+            if state
+                .outputs
+                .keys()
+                .any(|sequence| *sequence > state.sequence_applied)
+            {
+                return Err(format!("session {id} caches an output it never applied"));
+            }
+            if state
+                .pending
+                .keys()
+                .any(|sequence| *sequence <= state.sequence_applied + 1)
+            {
+                return Err(format!("session {id} buffers a command it could run"));
+            }
+            if state.pending.len() as u64 > self.config.commands_ahead_max {
+                return Err(format!("session {id} buffers more than commands_ahead_max"));
+            }
+            let indexes: Vec<Index> = state.events.iter().map(|batch| batch.index).collect();
+            if indexes.windows(2).any(|pair| pair[0] >= pair[1])
+                || indexes
+                    .last()
+                    .is_some_and(|last| *last > self.index_applied)
+            {
+                return Err(format!("session {id} holds event batches out of order"));
+            }
+            if state.overflowed != self.overflowed.contains(id) {
+                return Err(format!(
+                    "session {id} overflow flag disagrees with the index"
+                ));
+            }
+        }
+        for (name, machine) in &self.registry.machines {
+            machine
+                .validate()
+                .map_err(|reason| format!("machine {name:?}: {reason}"))?;
+        }
+        Ok(())
+    }
+
     /// The event batches a session has not acknowledged, oldest first: what the node resends
     /// when the client reconnects.
     pub fn unacknowledged_events(

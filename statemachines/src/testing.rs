@@ -11,7 +11,9 @@
 //! 2. **Snapshot at any index**: a snapshot taken after any entry, restored into a fresh
 //!    layer and continued, gives exactly what continuing the original gives, and restoring
 //!    then snapshotting gives the same bytes.
-//! 3. **Exactly-once**: every retried sequence is answered with the first output, and the
+//! 3. **Invariants**: the layer's and the machine's `validate` hold after every step and
+//!    after every restore.
+//! 4. **Exactly-once**: every retried sequence is answered with the first output, and the
 //!    retries change no later answer compared with a log without them.
 //!
 //! ```
@@ -109,6 +111,14 @@ pub enum ConformanceFailure {
         /// The step of the retry.
         step: usize,
         /// What differed.
+        detail: String,
+    },
+    /// An invariant of the layer or of the machine (its `validate`) broke.
+    #[error("invariant broken after step {step}: {detail}")]
+    Invariant {
+        /// The step after which it broke.
+        step: usize,
+        /// The broken invariant.
         detail: String,
     },
     /// The script did not exercise what it should have (e.g. no session expired).
@@ -392,7 +402,13 @@ where
     F: Fn() -> M + Clone + 'static,
 {
     let mut original = fresh_layer(factory.clone())?;
-    let outcomes = run_steps(&mut original, steps, 0);
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for step in 0..steps.len() {
+        outcomes.extend(run_steps(&mut original, &steps[..=step], step));
+        if let Err(detail) = original.validate() {
+            return Err(ConformanceFailure::Invariant { step, detail });
+        }
+    }
     let final_bytes = snapshot_bytes(&original)?;
 
     wait_for_clock_to_move(options.clock_wait_ms_max);
@@ -475,6 +491,12 @@ where
         let bytes = snapshot_bytes(&walker)?;
         let mut restored = fresh_layer(factory.clone())?;
         restored.restore(&mut bytes.as_slice())?;
+        if let Err(detail) = restored.validate() {
+            return Err(ConformanceFailure::Invariant {
+                step: position,
+                detail,
+            });
+        }
         if snapshot_bytes(&restored)? != bytes {
             let detail = "restore then snapshot changed the bytes".to_string();
             return Err(ConformanceFailure::SnapshotDiverged {

@@ -33,6 +33,7 @@ impl Kv {
         let mut context = ApplyContext::new(self.index, self.time_ms, session, &self.sessions);
         let output = self.machine.apply(&mut context, command);
         self.events.extend(context.take_events());
+        self.machine.validate().unwrap();
         output
     }
 
@@ -46,6 +47,7 @@ impl Kv {
         let mut context = ApplyContext::new(self.index, self.time_ms, None, &self.sessions);
         self.machine.time_advanced(&mut context);
         self.events.extend(context.take_events());
+        self.machine.validate().unwrap();
     }
 
     fn query(&self, query: KvQuery) -> KvOutput {

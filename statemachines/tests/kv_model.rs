@@ -515,6 +515,7 @@ proptest! {
             let expected = expect(&mut model, op);
             prop_assert_eq!(&actual, &expected, "op {:?}", op);
             prop_assert_eq!(runner.machine.revision(), model.revision());
+            prop_assert_eq!(runner.machine.validate(), Ok(()));
         }
         // Every retained revision still reads as the model says.
         for revision in model.compact_revision.max(1)..=model.revision() {

@@ -111,7 +111,9 @@ impl Harness {
     fn apply_at(&mut self, time_ms: u64, entry: Entry) -> Applied {
         self.index += 1;
         self.time_ms = time_ms;
-        self.layer.apply(self.index, time_ms, &entry.encode())
+        let applied = self.layer.apply(self.index, time_ms, &entry.encode());
+        self.layer.validate().unwrap();
+        applied
     }
 
     fn apply(&mut self, entry: Entry) -> Applied {

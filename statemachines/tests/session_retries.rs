@@ -98,6 +98,7 @@ proptest! {
             let sequence = offset % commands + 1;
             index += 1;
             record(layer.apply(index, 0, &command(sequence).encode()), &mut answers, acknowledged);
+            prop_assert_eq!(layer.validate(), Ok(()));
             if keep_alive {
                 let contiguous = (1..).take_while(|sequence| answers.contains_key(sequence)).count();
                 acknowledged = contiguous as u64;

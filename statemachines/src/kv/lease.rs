@@ -78,6 +78,19 @@ impl Leases {
             .map(|(_, id)| *id)
     }
 
+    /// Checks that the expiry index matches the leases (for tests).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let expiries: BTreeSet<(u64, i64)> = self
+            .leases
+            .iter()
+            .map(|(id, lease)| (lease.expiry_ms, *id))
+            .collect();
+        if expiries != self.expiries {
+            return Err("the lease expiry index disagrees with the leases".to_string());
+        }
+        Ok(())
+    }
+
     pub(crate) fn attach(&mut self, id: i64, key: &[u8]) {
         if let Some(lease) = self.leases.get_mut(&id) {
             lease.keys.insert(key.to_vec());

@@ -618,6 +618,34 @@ impl StateMachine for KvMachine {
         }
     }
 
+    fn validate(&self) -> Result<(), String> {
+        self.store.validate()?;
+        self.leases.validate()?;
+        self.watches.validate(self.store.revision())?;
+        // A lease's key set and the keys' lease fields describe the same attachment.
+        let mut attached = 0;
+        for (id, lease) in self.leases.iter() {
+            for key in &lease.keys {
+                let holder = self.store.latest(key).map(|kv| kv.lease);
+                if holder != Some(*id) {
+                    return Err(format!("lease {id} lists a key that is not attached to it"));
+                }
+                attached += 1;
+            }
+        }
+        let leased = self.store.live_leased_keys();
+        if leased.len() != attached
+            || leased.iter().any(|(key, id)| {
+                self.leases
+                    .get(*id)
+                    .is_none_or(|lease| !lease.keys.contains(key))
+            })
+        {
+            return Err("a live key names a lease that does not list it".to_string());
+        }
+        Ok(())
+    }
+
     fn snapshot(&self, writer: &mut dyn Write) -> Result<(), Error> {
         let (revision, compact_revision, key_count) = self.store.header();
         let header = SnapshotHeader {

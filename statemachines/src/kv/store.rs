@@ -164,6 +164,78 @@ impl Store {
         self.revision
     }
 
+    /// Checks the store's invariants (for tests).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.revision < 1 || self.compact_revision > self.revision {
+            return Err("revision or compact revision out of order".to_string());
+        }
+        let mut history_bytes = 0;
+        for (key, entries) in &self.keys {
+            let name = String::from_utf8_lossy(key);
+            if entries.is_empty() {
+                return Err(format!("key {name} has no history"));
+            }
+            if entries
+                .windows(2)
+                .any(|pair| pair[0].revision.main >= pair[1].revision.main)
+                || entries
+                    .iter()
+                    .any(|entry| entry.revision.main > self.revision)
+            {
+                return Err(format!(
+                    "key {name}: revisions out of order or in the future"
+                ));
+            }
+            let compacted = entries
+                .iter()
+                .filter(|entry| entry.revision.main <= self.compact_revision)
+                .count();
+            if compacted > 1 || (compacted == 1 && entries[0].live.is_none()) {
+                return Err(format!(
+                    "key {name} keeps history compaction should have dropped"
+                ));
+            }
+            for (position, entry) in entries.iter().enumerate() {
+                history_bytes += history_entry_bytes(key, entry);
+                let Some(live) = &entry.live else { continue };
+                let previous = position.checked_sub(1).map(|previous| &entries[previous]);
+                let continues = previous.and_then(|previous| previous.live.as_ref());
+                let consistent = match (previous, continues) {
+                    (Some(_), Some(before)) => {
+                        live.version == before.version + 1
+                            && live.create_revision == before.create_revision
+                    }
+                    // After a tombstone a new life starts at version 1.
+                    (Some(_), None) => {
+                        live.version == 1 && live.create_revision == entry.revision.main
+                    }
+                    // The first retained entry may continue a compacted life.
+                    (None, _) => live.version >= 1 && live.create_revision <= entry.revision.main,
+                };
+                if !consistent {
+                    return Err(format!(
+                        "key {name}: version or create revision inconsistent"
+                    ));
+                }
+            }
+        }
+        if history_bytes != self.history_bytes {
+            return Err("history byte count drifted".to_string());
+        }
+        Ok(())
+    }
+
+    /// The live keys with their lease, for cross-checks.
+    pub(crate) fn live_leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
+        self.keys
+            .iter()
+            .filter_map(|(key, entries)| {
+                let live = entries.last()?.live.as_ref()?;
+                (live.lease != 0).then(|| (key.clone(), live.lease))
+            })
+            .collect()
+    }
+
     pub(crate) fn history_bytes(&self) -> u64 {
         self.history_bytes
     }

@@ -132,6 +132,28 @@ impl Watches {
         }
     }
 
+    /// Checks the derived index and the id counter (for tests).
+    pub(crate) fn validate(&self, current_revision: i64) -> Result<(), String> {
+        let behind: BTreeSet<i64> = self
+            .watches
+            .iter()
+            .filter(|(_, watch)| watch.next_revision <= current_revision)
+            .map(|(id, _)| *id)
+            .collect();
+        if behind != self.behind {
+            return Err("the behind-watch index disagrees with the watches".to_string());
+        }
+        if self
+            .watches
+            .keys()
+            .next_back()
+            .is_some_and(|last| *last >= self.next_id)
+        {
+            return Err("a watch id is at or above the next id".to_string());
+        }
+        Ok(())
+    }
+
     pub(crate) fn any_behind(&self) -> bool {
         !self.behind.is_empty()
     }
