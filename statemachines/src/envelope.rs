@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn reply_and_error_numbering_is_pinned() {
+        // FORMAT.md lists these numbers; new variants may only be appended.
+        assert_eq!(Reply::Ticked.encode(), vec![1, 5]);
+        let unknown = Reply::Rejected(SessionError::UnknownSession { session: 1 });
+        assert_eq!(unknown.encode(), vec![1, 6, 0, 1]);
+        let not_yet = Reply::Rejected(SessionError::NotYetApplied {
+            index_required: 2,
+            index_applied: 1,
+        });
+        assert_eq!(not_yet.encode(), vec![1, 6, 15, 2, 1]);
+        let query = QueryRequest {
+            session: None,
+            index_seen: 3,
+            machine_name: "a".to_string(),
+            machine_type: "b".to_string(),
+            payload: vec![9],
+        };
+        assert_eq!(query.encode(), vec![1, 0, 3, 1, b'a', 1, b'b', 1, 9]);
+    }
+
+    #[test]
     fn event_cursor_drops_replayed_batches() {
         let batch = |index| EventBatch {
             index,
