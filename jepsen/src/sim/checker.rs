@@ -16,8 +16,9 @@ pub struct Checker {
     /// Log matching: for each (index, term) ever persisted, the payload hash and the term
     /// of the entry before it.
     persisted: BTreeMap<(u64, u64), (u64, u64)>,
-    /// The term of every index known to be committed.
-    committed: BTreeMap<u64, u64>,
+    /// For every index known to be committed: the entry's term, and the lowest current term
+    /// of a node that saw it committed (the entry was committed in that term or earlier).
+    committed: BTreeMap<u64, (u64, u64)>,
     /// State machine safety: what was applied at each index (term, payload hash) and the
     /// state hash after it.
     applied: BTreeMap<u64, (u64, u64, u64)>,
@@ -130,7 +131,7 @@ impl Checker {
             if status.soft_state.role == Role::Leader {
                 self.check_leader(node.id, status.hard_state.term, core)?;
             }
-            self.check_committed(node, commit)?;
+            self.check_committed(node, commit, status.hard_state.term)?;
         }
         Ok(())
     }
@@ -151,8 +152,10 @@ impl Checker {
         }
         let first = core.first_index().map_err(|e| e.to_string())?;
         let last = core.status().last_index;
-        for (index, committed_term) in self.committed.range(first..) {
-            if *committed_term > term {
+        for (index, (committed_term, seen_in_term)) in self.committed.range(first..) {
+            // Only leaders of later terms must hold it: a deposed leader that still thinks
+            // it leads may lack entries committed in a higher term.
+            if *seen_in_term >= term {
                 continue;
             }
             let held = if *index > last {
@@ -171,7 +174,12 @@ impl Checker {
     }
 
     /// Committed entries are never lost or changed: every node's committed prefix agrees.
-    fn check_committed(&mut self, node: &mut SimNode, commit: u64) -> Result<(), String> {
+    fn check_committed(
+        &mut self,
+        node: &mut SimNode,
+        commit: u64,
+        current_term: u64,
+    ) -> Result<(), String> {
         let Some(core) = node.core.as_ref() else {
             return Ok(());
         };
@@ -184,7 +192,9 @@ impl Checker {
             let term = core
                 .term(index)
                 .map_err(|e| format!("node {}: {e}", node.id))?;
-            let known = *self.committed.entry(index).or_insert(term);
+            let known = self.committed.entry(index).or_insert((term, current_term));
+            known.1 = known.1.min(current_term);
+            let known = known.0;
             if known != term {
                 return Err(format!(
                     "committed entry lost: node {} committed index {index} with term {term}, \

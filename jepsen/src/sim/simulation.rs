@@ -149,6 +149,12 @@ impl<'a> Simulation<'a> {
         eprintln!("{line}");
     }
 
+    fn trace_event(&self, event: String) {
+        if self.options.trace {
+            eprintln!("time {:>5}: {event}", self.now);
+        }
+    }
+
     fn step(&mut self, faults: bool) -> Result<(), String> {
         self.now += 1;
         if self.options.trace && self.now.is_multiple_of(TICK_UNITS) {
@@ -362,6 +368,7 @@ impl<'a> Simulation<'a> {
             {
                 node.crash();
                 self.report.crashes += 1;
+                self.trace_event(format!("crash {id}"));
             }
         }
         if self.prng.chance(rates.restart_per_million, 1_000_000) {
@@ -375,6 +382,7 @@ impl<'a> Simulation<'a> {
                 && let Some(node) = self.nodes.get_mut(&id)
             {
                 node.restart()?;
+                self.trace_event(format!("restart {id}"));
             }
         }
         if self.prng.chance(rates.partition_per_million, 1_000_000) {
@@ -382,6 +390,7 @@ impl<'a> Simulation<'a> {
         }
         if self.prng.chance(rates.heal_per_million, 1_000_000) {
             self.network.heal();
+            self.trace_event("heal".into());
         }
         if self.prng.chance(rates.membership_per_million, 1_000_000) {
             self.change_membership()?;
@@ -409,6 +418,7 @@ impl<'a> Simulation<'a> {
                 && from != to
             {
                 self.network.cut_one_way(from, to);
+                self.trace_event(format!("cut {from}->{to}"));
             }
         } else {
             let side_size = self.prng.range(1, ids.len() as u64 / 2 + 1);
@@ -419,6 +429,7 @@ impl<'a> Simulation<'a> {
                 }
             }
             self.network.partition(&side, &all);
+            self.trace_event(format!("partition {side:?}"));
         }
         self.report.partitions += 1;
     }
@@ -456,6 +467,7 @@ impl<'a> Simulation<'a> {
         }
         self.membership_changes += 1;
         self.report.membership_changes += 1;
+        self.trace_event(format!("membership {change:?} via {leader}"));
         if let MembershipChange::AddLearner(id) = change {
             // A fresh node with a fresh id: reusing an id would let stale messages of the
             // old node pass for the new one.
@@ -491,6 +503,7 @@ impl<'a> Simulation<'a> {
         let target = voters[self.prng.range(0, voters.len() as u64) as usize];
         if core.transfer_leadership(target).is_ok() {
             self.report.transfers += 1;
+            self.trace_event(format!("transfer {leader}->{target}"));
         }
     }
 
