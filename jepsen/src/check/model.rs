@@ -54,6 +54,18 @@ pub trait Model: Sync {
         0
     }
 
+    /// Whether an operation with this known answer leaves the state unchanged
+    /// in *every* state where the answer is legal (a read). The search then
+    /// places such an operation as soon as it is legal without trying other
+    /// orders there: any linearization can move a read to the front of
+    /// the operations it is concurrent with. Answering `true` for an
+    /// operation that can change the state makes the checker wrong; the
+    /// default, `false`, is always safe.
+    fn is_read_only(&self, input: &Self::Input, output: &Self::Output) -> bool {
+        let _ = (input, output);
+        false
+    }
+
     /// A readable rendering of an operation, for reports.
     fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
         match output {

@@ -217,6 +217,9 @@ struct Frame<S> {
     /// Whether the operation was picked in the pass over operations with
     /// unknown outcomes (see [`search`]).
     unknown_pass: bool,
+    /// Whether the operation is a read that was placed as soon as it was
+    /// legal: its failure settles the level below it too.
+    forced: bool,
     /// Other states the operation could have led to (nondeterministic
     /// models, unknown outputs), still to try, with their successor index.
     alternatives: Vec<(u32, S)>,
@@ -363,6 +366,18 @@ pub(crate) fn search<M: Model>(
         .map(|operation| is_optional(operation))
         .collect();
     let any_optional = optional.iter().any(|flag| *flag);
+    let read_only: Vec<bool> = operations
+        .iter()
+        .map(|operation| {
+            operation
+                .output
+                .as_ref()
+                .is_some_and(|output| model.is_read_only(&operation.input, output))
+        })
+        .collect();
+    // Set when the current configuration is known to fail without looking
+    // further: the search backtracks at once.
+    let mut settled = false;
     // The search succeeds once every operation that must be placed is.
     let mut required_remaining = optional.iter().filter(|flag| !**flag).count();
     let mut list = EntryList::new(operations);
@@ -394,7 +409,7 @@ pub(crate) fn search<M: Model>(
                 return Outcome::Unknown(GiveUp::Cancelled);
             }
         }
-        if node != list.head && node.is_multiple_of(2) {
+        if !settled && node != list.head && node.is_multiple_of(2) {
             let index = node / 2;
             if optional[index as usize] != unknown_pass {
                 node = list.next[node as usize];
@@ -403,6 +418,33 @@ pub(crate) fn search<M: Model>(
             let operation = operations[index as usize];
             successors_of(model, &state, operation, &mut successors);
             linearized.set(index as usize);
+            if read_only[index as usize] && successors.len() == 1 {
+                // A legal read goes first (see `Model::is_read_only`); if the
+                // configuration after it was seen before, it failed then, and
+                // so does this one.
+                let Some(next_state) = successors.pop() else {
+                    continue;
+                };
+                if !cache.insert(linearized.key(next_state.clone())) {
+                    linearized.clear(index as usize);
+                    settled = true;
+                    continue;
+                }
+                let state_before = std::mem::replace(&mut state, next_state);
+                stack.push(Frame {
+                    operation: index,
+                    choice: 0,
+                    state_before,
+                    unknown_pass,
+                    forced: true,
+                    alternatives: Vec::new(),
+                });
+                list.lift(index);
+                required_remaining -= 1;
+                unknown_pass = false;
+                node = list.first();
+                continue;
+            }
             let chosen = successors
                 .iter()
                 .position(|successor| cache.insert(linearized.key(successor.clone())));
@@ -432,6 +474,7 @@ pub(crate) fn search<M: Model>(
                 choice: position as u32,
                 state_before,
                 unknown_pass,
+                forced: false,
                 alternatives,
             });
             list.lift(index);
@@ -442,12 +485,14 @@ pub(crate) fn search<M: Model>(
             node = list.first();
             continue;
         }
-        // A dead end: a completion (or the end of the list) was reached.
-        if !unknown_pass && any_optional {
+        // A dead end: a completion (or the end of the list) was reached, or
+        // the configuration is settled.
+        if !settled && !unknown_pass && any_optional {
             unknown_pass = true;
             node = list.first();
             continue;
         }
+        settled = false;
         if !recorded || stack.len() > record.steps.len() {
             update_record(&mut record, &stack, &list);
             recorded = true;
@@ -481,6 +526,7 @@ pub(crate) fn search<M: Model>(
         if !optional[frame.operation as usize] {
             required_remaining += 1;
         }
+        settled = frame.forced;
         node = list.next[2 * frame.operation as usize];
     }
 }

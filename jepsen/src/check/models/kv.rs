@@ -62,22 +62,119 @@ pub enum KvOutput {
 /// The non-empty values, sorted by key: a canonical form, so that equal maps
 /// are equal states. A partition holds a single key, so this is usually zero
 /// or one entry.
-pub type KvState = Vec<(Arc<str>, Arc<str>)>;
+///
+/// The entries are shared and their hash is computed once: the search copies
+/// a state at every step and hashes it for its cache, and a get leaves the
+/// state as it is, so most copies are a reference count.
+#[derive(Clone)]
+pub struct KvState(Arc<(Vec<(Arc<str>, KvValue)>, u64)>);
 
-fn lookup<'a>(state: &'a KvState, key: &str) -> &'a str {
+impl KvState {
+    fn new(entries: Vec<(Arc<str>, KvValue)>) -> Self {
+        let hash = entries.iter().fold(0u64, |hash, (key, value)| {
+            (hash.wrapping_mul(HASH_BASE) ^ polynomial_hash(0, key)).wrapping_add(value.0.1)
+        });
+        Self(Arc::new((entries, hash)))
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, (Arc<str>, KvValue)> {
+        self.0.0.iter()
+    }
+}
+
+impl PartialEq for KvState {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.1 == other.0.1 && self.0.0 == other.0.0)
+    }
+}
+
+impl Eq for KvState {}
+
+impl std::hash::Hash for KvState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.1);
+    }
+}
+
+impl std::fmt::Debug for KvState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_map()
+            .entries(self.iter().map(|(key, value)| (key, value)))
+            .finish()
+    }
+}
+
+/// The base of the values' polynomial hash.
+const HASH_BASE: u64 = 0x100_0000_01b3;
+
+fn polynomial_hash(start: u64, text: &str) -> u64 {
+    text.bytes().fold(start, |hash, byte| {
+        hash.wrapping_mul(HASH_BASE).wrapping_add(u64::from(byte))
+    })
+}
+
+/// A value in a state: shared text with its hash computed once.
+///
+/// Appends make values long, and the search hashes and compares states all
+/// the time; a polynomial hash extends in time proportional to the suffix,
+/// and hashing a state then costs a word per key instead of its whole text.
+#[derive(Clone)]
+pub struct KvValue(Arc<(String, u64)>);
+
+impl KvValue {
+    fn new(text: &str) -> Self {
+        Self(Arc::new((text.to_string(), polynomial_hash(0, text))))
+    }
+
+    fn appended(&self, suffix: &str) -> Self {
+        let mut text = String::with_capacity(self.0.0.len() + suffix.len());
+        text.push_str(&self.0.0);
+        text.push_str(suffix);
+        Self(Arc::new((text, polynomial_hash(self.0.1, suffix))))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0.0
+    }
+}
+
+impl PartialEq for KvValue {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.1 == other.0.1 && self.0.0 == other.0.0)
+    }
+}
+
+impl Eq for KvValue {}
+
+impl std::hash::Hash for KvValue {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.1);
+    }
+}
+
+impl std::fmt::Debug for KvValue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:?}", self.as_str())
+    }
+}
+
+fn lookup<'a>(state: &'a KvState, key: &str) -> Option<&'a KvValue> {
     state
         .iter()
         .find(|(candidate, _)| &**candidate == key)
-        .map_or("", |(_, value)| value)
+        .map(|(_, value)| value)
 }
 
-fn with_value(state: &KvState, key: &Arc<str>, value: Arc<str>) -> KvState {
-    let mut next: KvState = state.iter().filter(|(k, _)| k != key).cloned().collect();
-    if !value.is_empty() {
+fn with_value(state: &KvState, key: &Arc<str>, value: KvValue) -> KvState {
+    let mut next: Vec<(Arc<str>, KvValue)> =
+        state.iter().filter(|(k, _)| k != key).cloned().collect();
+    if !value.as_str().is_empty() {
         let position = next.partition_point(|(k, _)| k < key);
         next.insert(position, (key.clone(), value));
     }
-    next
+    KvState::new(next)
 }
 
 impl Model for Kv {
@@ -90,7 +187,7 @@ impl Model for Kv {
     }
 
     fn init(&self) -> KvState {
-        Vec::new()
+        KvState::new(Vec::new())
     }
 
     fn step(
@@ -102,17 +199,22 @@ impl Model for Kv {
     ) {
         match (input, output) {
             (KvInput::Get { .. }, None) => successors.push(state.clone()),
-            (KvInput::Get { key }, Some(KvOutput::Get(value))) if lookup(state, key) == value => {
+            (KvInput::Get { key }, Some(KvOutput::Get(value)))
+                if lookup(state, key).map_or("", KvValue::as_str) == value =>
+            {
                 successors.push(state.clone());
             }
             (KvInput::Put { key, value }, None | Some(KvOutput::Done)) => {
-                successors.push(with_value(state, key, value.clone()));
+                successors.push(with_value(state, key, KvValue::new(value)));
             }
             (KvInput::Append { key, value }, None | Some(KvOutput::Done)) => {
                 if value.is_empty() {
                     successors.push(state.clone());
                 } else {
-                    let joined: Arc<str> = format!("{}{}", lookup(state, key), value).into();
+                    let joined = match lookup(state, key) {
+                        Some(current) => current.appended(value),
+                        None => KvValue::new(value),
+                    };
                     successors.push(with_value(state, key, joined));
                 }
             }
@@ -122,6 +224,10 @@ impl Model for Kv {
 
     fn partition(&self, input: &KvInput) -> u64 {
         key_partition(input.key())
+    }
+
+    fn is_read_only(&self, input: &KvInput, _output: &KvOutput) -> bool {
+        matches!(input, KvInput::Get { .. })
     }
 
     fn describe_operation(&self, input: &KvInput, output: Option<&KvOutput>) -> String {

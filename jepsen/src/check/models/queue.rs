@@ -134,6 +134,12 @@ impl Model for Queue {
         }
     }
 
+    fn is_read_only(&self, _input: &QueueInput, output: &QueueOutput) -> bool {
+        // A dequeue that found the queue empty is legal only on an empty
+        // queue and leaves it empty.
+        *output == QueueOutput::Dequeued(None)
+    }
+
     fn describe_operation(&self, input: &QueueInput, output: Option<&QueueOutput>) -> String {
         let answer = match output {
             None => "?".to_string(),

@@ -91,6 +91,10 @@ impl Model for Register {
         }
     }
 
+    fn is_read_only(&self, input: &RegisterInput, _output: &RegisterOutput) -> bool {
+        *input == RegisterInput::Read
+    }
+
     fn describe_operation(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> String {
         let call = match input {
             RegisterInput::Read => "read".to_string(),

@@ -76,6 +76,10 @@ impl Model for Set {
         }
     }
 
+    fn is_read_only(&self, input: &SetInput, _output: &SetOutput) -> bool {
+        matches!(input, SetInput::Read { .. })
+    }
+
     fn describe_operation(&self, input: &SetInput, output: Option<&SetOutput>) -> String {
         let answer = match output {
             None => "?".to_string(),
