@@ -67,7 +67,10 @@ pub enum KvOutput {
 /// a state at every step and hashes it for its cache, and a get leaves the
 /// state as it is, so most copies are a reference count.
 #[derive(Clone)]
-pub struct KvState(Arc<(Vec<(Arc<str>, KvValue)>, u64)>);
+pub struct KvState(Arc<(KvEntries, u64)>);
+
+/// The entries of a state: key and value, sorted by key.
+pub type KvEntries = Vec<(Arc<str>, KvValue)>;
 
 impl KvState {
     fn new(entries: Vec<(Arc<str>, KvValue)>) -> Self {
