@@ -278,8 +278,12 @@ impl SessionLayer {
             self.deadlines.pop_first();
             expiring.insert(session);
         }
+        // Every expiring session is gone before any hook runs, so that no machine hands
+        // something (a lock, a leadership) to a session that expires at the same entry.
         for &session in &expiring {
             self.remove_session(session);
+        }
+        for &session in &expiring {
             self.run_hook_everywhere(index, Some(session), Hook::Expired(session), published);
         }
         expiring.into_iter().collect()

@@ -727,3 +727,79 @@ fn a_client_session_drives_retries_and_acknowledgements() {
         Reply::Rejected(SessionError::SequenceAcknowledged { sequence: 1 })
     );
 }
+
+/// Records, at each expiry, which of the sessions it knows the context still shows open.
+#[derive(Default)]
+struct Witness {
+    known: BTreeSet<SessionId>,
+    seen: Vec<(SessionId, Vec<SessionId>)>,
+}
+
+impl StateMachine for Witness {
+    const TYPE_NAME: &'static str = "witness";
+    type Command = ();
+    type Query = ();
+    type Output = Vec<(SessionId, Vec<SessionId>)>;
+    type Event = ();
+
+    fn apply(&mut self, context: &mut ApplyContext<'_, ()>, _command: ()) -> Self::Output {
+        self.known.extend(context.session());
+        self.seen.clone()
+    }
+
+    fn query(&self, _context: &QueryContext, _query: ()) -> Self::Output {
+        self.seen.clone()
+    }
+
+    fn snapshot(&self, writer: &mut dyn Write) -> Result<(), Error> {
+        codec::write_frame(writer, &(&self.known, &self.seen), "witness")
+    }
+
+    fn restore(&mut self, reader: &mut dyn Read) -> Result<(), Error> {
+        (self.known, self.seen) = codec::read_frame(reader, "witness")?;
+        Ok(())
+    }
+
+    fn session_expired(&mut self, context: &mut ApplyContext<'_, ()>, session: SessionId) {
+        let open = self
+            .known
+            .iter()
+            .copied()
+            .filter(|known| context.is_session_open(*known));
+        self.seen.push((session, open.collect()));
+    }
+}
+
+#[test]
+fn sessions_expiring_together_are_all_gone_before_any_hook_runs() {
+    let mut registry = Registry::new();
+    registry.register(Witness::default).unwrap();
+    let mut harness = Harness {
+        layer: SessionLayer::new(SessionConfig::default(), registry).unwrap(),
+        index: 0,
+        time_ms: 1_000,
+    };
+    let first = harness.register(200);
+    let second = harness.register(200);
+    let survivor = harness.register(60_000);
+    for session in [first, second, survivor] {
+        harness.apply(command(session, 1, "w", "witness", &()));
+    }
+    let applied = harness.apply_at(2_000, Entry::Tick);
+    assert_eq!(applied.expired, vec![first, second]);
+    let request = QueryRequest {
+        session: None,
+        index_seen: applied.index,
+        machine_name: "w".to_string(),
+        machine_type: "witness".to_string(),
+        payload: codec::encode(&(), "query").unwrap(),
+    };
+    let seen: Vec<(SessionId, Vec<SessionId>)> =
+        codec::decode(&harness.layer.query(&request).unwrap(), "output").unwrap();
+    // When the first's hook ran, the second (expiring at the same entry) was already gone,
+    // so no machine could hand it anything.
+    assert_eq!(
+        seen,
+        vec![(first, vec![survivor]), (second, vec![survivor])]
+    );
+}
