@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::lock;
-use crate::log::Log;
+use crate::log::{Log, PendingSync};
 use crate::options::{GroupCommitOptions, SyncPolicy};
 
 /// Where an acknowledged submission landed: every index in
@@ -270,12 +270,41 @@ impl Drop for GroupCommit {
 /// Waiting appenders whose entries are written but not yet fsynced.
 type Unsynced = Vec<(Reply, AppendReceipt)>;
 
+/// An fsync prepared by the writer, with the appenders it will answer.
+struct SyncJob {
+    pending: Result<PendingSync>,
+    replies: Unsynced,
+}
+
+/// Two stages: the writer thread appends batches and prepares fsyncs; a
+/// syncer thread runs them and answers the appenders. While one fsync is in
+/// flight the writer keeps appending, and the syncer's next fsync covers every
+/// batch written meanwhile, so a slow disk means larger batches, not idle time.
 fn run_writer(shared: &Shared) {
+    let (sender, receiver) = mpsc::sync_channel::<SyncJob>(shared.options.sync_jobs_queued_max);
+    std::thread::scope(|scope| {
+        scope.spawn(move || run_syncer(shared, &receiver));
+        write_batches(shared, &sender);
+        // Dropping the sender lets the syncer finish the queued jobs and end.
+        drop(sender);
+    });
+}
+
+fn write_batches(shared: &Shared, sender: &mpsc::SyncSender<SyncJob>) {
     let mut unsynced: Unsynced = Vec::new();
     let mut last_sync = Instant::now();
     loop {
         let Some(batch) = next_batch(shared, !unsynced.is_empty(), last_sync) else {
-            finish_sync(shared, &mut unsynced);
+            if !unsynced.is_empty() {
+                let pending = lock(&shared.log).begin_sync();
+                send_job(
+                    sender,
+                    SyncJob {
+                        pending,
+                        replies: std::mem::take(&mut unsynced),
+                    },
+                );
+            }
             return;
         };
         let mut log = lock(&shared.log);
@@ -292,30 +321,61 @@ fn run_writer(shared: &Shared) {
             SyncPolicy::Interval(interval) => last_sync.elapsed() >= interval,
             SyncPolicy::Never => false,
         };
-        let synced = sync_due && !unsynced.is_empty();
-        // The fsync runs without the log's lock, so that readers (Raft
-        // replication) and `with_log` callers are not held up by the disk.
-        let pending = if synced { Some(log.begin_sync()) } else { None };
-        drop(log);
-        let sync_result = match pending {
-            Some(Ok(pending)) => {
-                let result = pending.run();
-                lock(&shared.log).finish_sync(pending, result)
-            }
-            Some(Err(error)) => Err(error),
-            None => Ok(()),
-        };
-        {
-            let mut statistics = lock(&shared.batches_count);
-            statistics.batches_count += 1;
-            statistics.entries_count += entries_count;
-            statistics.syncs_count += u64::from(synced);
-        }
-        if synced {
+        if sync_due && !unsynced.is_empty() {
+            let pending = log.begin_sync();
+            drop(log);
             last_sync = Instant::now();
-            answer(&mut unsynced, &sync_result);
-        } else if shared.options.sync_policy == SyncPolicy::Never {
-            answer(&mut unsynced, &Ok(()));
+            send_job(
+                sender,
+                SyncJob {
+                    pending,
+                    replies: std::mem::take(&mut unsynced),
+                },
+            );
+        } else {
+            drop(log);
+            if shared.options.sync_policy == SyncPolicy::Never {
+                answer(&mut unsynced, &Ok(()));
+            }
+        }
+        let mut statistics = lock(&shared.batches_count);
+        statistics.batches_count += 1;
+        statistics.entries_count += entries_count;
+    }
+}
+
+fn send_job(sender: &mpsc::SyncSender<SyncJob>, job: SyncJob) {
+    if let Err(mpsc::SendError(mut job)) = sender.send(job) {
+        // The syncer is gone (it panicked): nobody will fsync these entries.
+        answer(&mut job.replies, &Err(Error::WriterStopped));
+    }
+}
+
+fn run_syncer(shared: &Shared, receiver: &mpsc::Receiver<SyncJob>) {
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(receiver.try_iter());
+        // The newest job's fsync covers all earlier ones: they wrote to the
+        // same active segment, or to segments fsynced when they were sealed.
+        let mut newest_result = Ok(());
+        if let Some(newest) = jobs.last_mut() {
+            let pending = std::mem::replace(&mut newest.pending, Err(Error::WriterStopped));
+            newest_result = match pending {
+                Ok(pending) => {
+                    let result = pending.run();
+                    lock(&shared.log).finish_sync(pending, result)
+                }
+                Err(error) => Err(error),
+            };
+            lock(&shared.batches_count).syncs_count += 1;
+        }
+        let newest_position = jobs.len() - 1;
+        for (position, mut job) in jobs.into_iter().enumerate() {
+            let result = match &job.pending {
+                Err(error) if position != newest_position => Err(error.clone()),
+                _ => newest_result.clone(),
+            };
+            answer(&mut job.replies, &result);
         }
     }
 }
@@ -324,14 +384,6 @@ fn answer(unsynced: &mut Unsynced, sync_result: &Result<()>) {
     for (reply, receipt) in unsynced.drain(..) {
         reply.send(sync_result.clone().map(|()| receipt));
     }
-}
-
-fn finish_sync(shared: &Shared, unsynced: &mut Unsynced) {
-    if unsynced.is_empty() {
-        return;
-    }
-    let result = lock(&shared.log).sync();
-    answer(unsynced, &result);
 }
 
 /// Waits for work and takes one batch; `None` once stopping with an empty queue.

@@ -86,6 +86,9 @@ pub struct GroupCommitOptions {
     pub batch_bytes_max: u64,
     /// The most submissions waiting for the writer; appenders block beyond it.
     pub queue_submissions_max: usize,
+    /// The most prepared fsyncs waiting for the syncer thread; the writer
+    /// blocks beyond it.
+    pub sync_jobs_queued_max: usize,
 }
 
 impl Default for GroupCommitOptions {
@@ -95,6 +98,7 @@ impl Default for GroupCommitOptions {
             batch_entries_max: 4096,
             batch_bytes_max: 16 * 1024 * 1024,
             queue_submissions_max: 16 * 1024,
+            sync_jobs_queued_max: 64,
         }
     }
 }
@@ -117,6 +121,12 @@ impl GroupCommitOptions {
         if self.queue_submissions_max == 0 {
             return Err(Error::InvalidOption {
                 name: "queue_submissions_max",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.sync_jobs_queued_max == 0 {
+            return Err(Error::InvalidOption {
+                name: "sync_jobs_queued_max",
                 reason: "must be at least 1".into(),
             });
         }
