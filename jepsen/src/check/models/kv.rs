@@ -60,34 +60,76 @@ pub enum KvOutput {
 }
 
 /// The non-empty values, sorted by key: a canonical form, so that equal maps
-/// are equal states. A partition holds a single key, so this is usually zero
-/// or one entry.
+/// are equal states.
 ///
-/// The entries are shared and their hash is computed once: the search copies
-/// a state at every step and hashes it for its cache, and a get leaves the
-/// state as it is, so most copies are a reference count.
+/// The search copies a state at every step, hashes it for its cache and
+/// keeps every state it meets until the end, so a state must copy and drop
+/// cheaply. A partition holds a single key, so the state is usually empty or
+/// one entry, which needs no allocation of its own; larger maps are shared
+/// and hashed once.
 #[derive(Clone)]
-pub struct KvState(Arc<(KvEntries, u64)>);
+pub enum KvState {
+    /// Every key is empty.
+    Empty,
+    /// Exactly one key is not empty.
+    One(Arc<str>, KvValue),
+    /// Two or more keys are not empty, with the hash of the entries.
+    Many(Arc<(KvEntries, u64)>),
+}
 
 /// The entries of a state: key and value, sorted by key.
 pub type KvEntries = Vec<(Arc<str>, KvValue)>;
 
+fn entry_hash(hash: u64, key: &str, value: &KvValue) -> u64 {
+    (hash.wrapping_mul(HASH_BASE) ^ polynomial_hash(0, key)).wrapping_add(value.hash)
+}
+
 impl KvState {
-    fn new(entries: Vec<(Arc<str>, KvValue)>) -> Self {
-        let hash = entries.iter().fold(0u64, |hash, (key, value)| {
-            (hash.wrapping_mul(HASH_BASE) ^ polynomial_hash(0, key)).wrapping_add(value.0.1)
-        });
-        Self(Arc::new((entries, hash)))
+    fn new(mut entries: KvEntries) -> Self {
+        match entries.len() {
+            0 => KvState::Empty,
+            1 => {
+                let Some((key, value)) = entries.pop() else {
+                    return KvState::Empty;
+                };
+                KvState::One(key, value)
+            }
+            _ => {
+                let hash = entries
+                    .iter()
+                    .fold(0u64, |hash, (key, value)| entry_hash(hash, key, value));
+                KvState::Many(Arc::new((entries, hash)))
+            }
+        }
     }
 
-    fn iter(&self) -> std::slice::Iter<'_, (Arc<str>, KvValue)> {
-        self.0.0.iter()
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &KvValue)> {
+        let single = match self {
+            KvState::One(key, value) => Some((key, value)),
+            KvState::Empty | KvState::Many(_) => None,
+        };
+        let many: &[(Arc<str>, KvValue)] = match self {
+            KvState::Many(shared) => &shared.0,
+            KvState::Empty | KvState::One(..) => &[],
+        };
+        single
+            .into_iter()
+            .chain(many.iter().map(|(key, value)| (key, value)))
     }
 }
 
 impl PartialEq for KvState {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.0.1 == other.0.1 && self.0.0 == other.0.0)
+        match (self, other) {
+            (KvState::Empty, KvState::Empty) => true,
+            (KvState::One(key, value), KvState::One(other_key, other_value)) => {
+                value == other_value && key == other_key
+            }
+            (KvState::Many(shared), KvState::Many(other)) => {
+                Arc::ptr_eq(shared, other) || (shared.1 == other.1 && shared.0 == other.0)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -95,16 +137,17 @@ impl Eq for KvState {}
 
 impl std::hash::Hash for KvState {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.1);
+        state.write_u64(match self {
+            KvState::Empty => 0,
+            KvState::One(key, value) => entry_hash(0, key, value),
+            KvState::Many(shared) => shared.1,
+        });
     }
 }
 
 impl std::fmt::Debug for KvState {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_map()
-            .entries(self.iter().map(|(key, value)| (key, value)))
-            .finish()
+        formatter.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -123,29 +166,38 @@ fn polynomial_hash(start: u64, text: &str) -> u64 {
 /// the time; a polynomial hash extends in time proportional to the suffix,
 /// and hashing a state then costs a word per key instead of its whole text.
 #[derive(Clone)]
-pub struct KvValue(Arc<(String, u64)>);
+pub struct KvValue {
+    text: Arc<str>,
+    hash: u64,
+}
 
 impl KvValue {
     fn new(text: &str) -> Self {
-        Self(Arc::new((text.to_string(), polynomial_hash(0, text))))
+        Self {
+            text: Arc::from(text),
+            hash: polynomial_hash(0, text),
+        }
     }
 
     fn appended(&self, suffix: &str) -> Self {
-        let mut text = String::with_capacity(self.0.0.len() + suffix.len());
-        text.push_str(&self.0.0);
+        let mut text = String::with_capacity(self.text.len() + suffix.len());
+        text.push_str(&self.text);
         text.push_str(suffix);
-        Self(Arc::new((text, polynomial_hash(self.0.1, suffix))))
+        Self {
+            text: Arc::from(text),
+            hash: polynomial_hash(self.hash, suffix),
+        }
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0.0
+        &self.text
     }
 }
 
 impl PartialEq for KvValue {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.0.1 == other.0.1 && self.0.0 == other.0.0)
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 
@@ -153,7 +205,7 @@ impl Eq for KvValue {}
 
 impl std::hash::Hash for KvValue {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.1);
+        state.write_u64(self.hash);
     }
 }
 
@@ -166,13 +218,16 @@ impl std::fmt::Debug for KvValue {
 fn lookup<'a>(state: &'a KvState, key: &str) -> Option<&'a KvValue> {
     state
         .iter()
-        .find(|(candidate, _)| &**candidate == key)
+        .find(|(candidate, _)| &***candidate == key)
         .map(|(_, value)| value)
 }
 
 fn with_value(state: &KvState, key: &Arc<str>, value: KvValue) -> KvState {
-    let mut next: Vec<(Arc<str>, KvValue)> =
-        state.iter().filter(|(k, _)| k != key).cloned().collect();
+    let mut next: KvEntries = state
+        .iter()
+        .filter(|(k, _)| *k != key)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if !value.as_str().is_empty() {
         let position = next.partition_point(|(k, _)| k < key);
         next.insert(position, (key.clone(), value));
