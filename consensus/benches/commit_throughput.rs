@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use bytes::Bytes;
-use conclave_consensus::{Config, MemoryStorage, Membership, Message, NodeId, RawNode, Role};
+use conclave_consensus::{Config, Membership, MemoryStorage, Message, NodeId, RawNode, Role};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH_ENTRIES: usize = 64;
@@ -30,15 +30,20 @@ impl Cluster {
             config.message_entries_max = 1024;
             config.message_bytes_max = 1024 * 1024;
             config.proposal_entries_max = BATCH_ENTRIES;
-            let node = RawNode::new(config, MemoryStorage::new(membership.clone()))
-                .expect("node starts");
+            let node =
+                RawNode::new(config, MemoryStorage::new(membership.clone())).expect("node starts");
             nodes.insert(id, node);
         }
         let mut cluster = Cluster {
             nodes,
             queue: Vec::new(),
         };
-        cluster.nodes.get_mut(&1).expect("node 1").campaign().expect("campaign");
+        cluster
+            .nodes
+            .get_mut(&1)
+            .expect("node 1")
+            .campaign()
+            .expect("campaign");
         cluster.run_until(|c| c.nodes[&1].status().soft_state.role == Role::Leader);
         cluster
     }
@@ -66,7 +71,11 @@ impl Cluster {
             self.handle_readies();
             for message in std::mem::take(&mut self.queue) {
                 let to = message.to;
-                self.nodes.get_mut(&to).expect("node").step(message).expect("step");
+                self.nodes
+                    .get_mut(&to)
+                    .expect("node")
+                    .step(message)
+                    .expect("step");
             }
         }
     }
@@ -82,7 +91,8 @@ impl Cluster {
         for node in self.nodes.values_mut() {
             let status = node.status();
             let index = status.applied;
-            node.storage_mut().compact(index, Bytes::new(), status.membership);
+            node.storage_mut()
+                .compact(index, Bytes::new(), status.membership);
         }
     }
 }
@@ -92,7 +102,9 @@ fn commit_throughput(criterion: &mut Criterion) {
     let batch: Vec<Bytes> = (0..BATCH_ENTRIES).map(|_| payload.clone()).collect();
     let batches: Vec<Vec<Bytes>> = (0..BATCHES_PER_ITERATION).map(|_| batch.clone()).collect();
     let mut group = criterion.benchmark_group("consensus");
-    group.throughput(Throughput::Elements((BATCH_ENTRIES * BATCHES_PER_ITERATION) as u64));
+    group.throughput(Throughput::Elements(
+        (BATCH_ENTRIES * BATCHES_PER_ITERATION) as u64,
+    ));
     let mut cluster = Cluster::new();
     group.bench_function("commit_3_nodes_64x256B_batches", |bencher| {
         bencher.iter(|| cluster.commit_batches(&batches));

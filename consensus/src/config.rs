@@ -14,7 +14,9 @@ pub enum ReadMode {
     /// `election_timeout_ticks - lease_drift_ticks` of the leader's ticks. It is safe as
     /// long as no follower's ticks run faster than the leader's by more than
     /// `lease_drift_ticks` per election timeout, because a follower that acknowledged the
-    /// round refuses votes for `election_timeout_ticks` of its own ticks after it.
+    /// round refuses votes for `election_timeout_ticks` of its own ticks after it. A node
+    /// that restarts refuses votes for its first election timeout for the same reason (it
+    /// may have acknowledged a lease just before it crashed).
     LeaseBased,
 }
 

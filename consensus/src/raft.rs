@@ -78,6 +78,9 @@ pub(crate) struct Raft<S> {
     pending_reads: VecDeque<PendingRead>,
     round_start_ticks: VecDeque<(u64, u64)>,
     lease_start_tick: Option<u64>,
+    /// A restarted node behaves for one election timeout as if it had just heard from a
+    /// leader: it may have acknowledged a leader's lease before the crash.
+    restart_quarantine: bool,
     ticks: u64,
     /// Messages that may be sent at once (the leader's own traffic).
     pub(crate) messages: Vec<Message>,
@@ -116,6 +119,7 @@ impl<S: Storage> Raft<S> {
             pending_reads: VecDeque::new(),
             round_start_ticks: VecDeque::new(),
             lease_start_tick: None,
+            restart_quarantine: config.check_quorum && state.hard_state.term > 0,
             ticks: 0,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
@@ -203,6 +207,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn reset(&mut self, term: u64) {
+        self.restart_quarantine = false;
         if term != self.term {
             self.term = term;
             self.vote = None;
@@ -322,6 +327,10 @@ impl<S: Storage> Raft<S> {
             return self.tick_leader();
         }
         self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.config.election_timeout_ticks {
+            // Any lease granted before a restart has run out.
+            self.restart_quarantine = false;
+        }
         if self.promotable()
             && self.election_elapsed_ticks >= self.randomized_election_timeout_ticks
         {
@@ -383,7 +392,7 @@ impl<S: Storage> Raft<S> {
 
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || self.restart_quarantine)
             && self.election_elapsed_ticks < self.config.election_timeout_ticks
     }
 

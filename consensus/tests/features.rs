@@ -263,7 +263,10 @@ fn thesis_4_2_3_removed_node_that_missed_its_removal_cannot_disrupt_the_cluster(
     cluster.campaign(1);
     // Node 4 is cut off while the others remove it, so it never learns of the removal.
     cluster.isolate(4);
-    cluster.node(1).propose_membership(&[MembershipChange::Remove(4)]).expect("remove");
+    cluster
+        .node(1)
+        .propose_membership(&[MembershipChange::Remove(4)])
+        .expect("remove");
     cluster.stabilize();
     for _ in 0..3 {
         cluster.tick(1, 1);
@@ -284,4 +287,32 @@ fn thesis_4_2_3_removed_node_that_missed_its_removal_cannot_disrupt_the_cluster(
     let index = cluster.propose(1, "still-working");
     cluster.stabilize();
     assert_eq!(cluster.commit(2), index);
+}
+
+#[test]
+fn thesis_6_4_1_restarted_node_refuses_votes_for_one_election_timeout() {
+    let mut cluster = Cluster::new(&[1, 2, 3], quiet);
+    cluster.campaign(1);
+    let term = cluster.nodes[&2].status().hard_state.term;
+    let node = cluster.nodes.remove(&2).expect("node");
+    cluster.add_node(2, node.into_storage());
+    // Just restarted: it may have acknowledged node 1's lease before the crash.
+    let mut request = conclave_consensus::Message::new(MessageKind::Vote, 3, 2, term + 1);
+    request.index = 100;
+    request.log_term = term;
+    cluster.deliver(request.clone());
+    assert_eq!(cluster.nodes[&2].status().hard_state.term, term);
+    // After an election timeout of its own ticks the lease it may have granted is over.
+    cluster.tick(2, 10);
+    cluster.process();
+    cluster.queue.clear();
+    request.term = cluster.nodes[&2].status().hard_state.term + 1;
+    cluster.deliver(request);
+    let ready = cluster.take_ready(2);
+    assert!(
+        ready
+            .persisted_messages
+            .iter()
+            .any(|m| m.kind == MessageKind::VoteResponse && !m.reject)
+    );
 }
