@@ -123,15 +123,21 @@ fn build_log(directory: &std::path::Path, total_bytes: u64, payload_bytes: usize
 }
 
 fn reads(criterion: &mut Criterion) {
-    let directory = tempfile::tempdir().expect("temporary directory");
     let payload_bytes = 1024;
-    let log = build_log(
-        &directory.path().join("log"),
-        256 * 1024 * 1024,
-        payload_bytes,
-    );
-    // The last segment is the active one; read only what is sealed.
-    let sealed_last = log.last_index() - (64 * 1024 * 1024 / (payload_bytes as u64 + 32));
+    // Built on first use, so that a filter that skips this group skips the
+    // 256 MiB of writes too.
+    let mut built: Option<(tempfile::TempDir, Log, u64)> = None;
+    let mut build = || {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let log = build_log(
+            &directory.path().join("log"),
+            256 * 1024 * 1024,
+            payload_bytes,
+        );
+        // The last segment is the active one; read only what is sealed.
+        let sealed_last = log.last_index() - (64 * 1024 * 1024 / (payload_bytes as u64 + 32));
+        (directory, log, sealed_last)
+    };
     let mut group = criterion.benchmark_group("read");
     group
         .sample_size(10)
@@ -141,8 +147,9 @@ fn reads(criterion: &mut Criterion) {
     group.throughput(Throughput::Bytes(chunk * payload_bytes as u64));
     let mut start = 1;
     group.bench_function("sequential_sealed", |bencher| {
+        let (_, log, sealed_last) = built.get_or_insert_with(&mut build);
         bencher.iter(|| {
-            if start + chunk > sealed_last {
+            if start + chunk > *sealed_last {
                 start = 1;
             }
             let entries = log
@@ -155,8 +162,9 @@ fn reads(criterion: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let mut random_state = 42;
     group.bench_function("random_by_index", |bencher| {
+        let (_, log, sealed_last) = built.get_or_insert_with(&mut build);
         bencher.iter(|| {
-            let index = 1 + next_random(&mut random_state) % sealed_last;
+            let index = 1 + next_random(&mut random_state) % *sealed_last;
             black_box(log.entry(index).expect("entry").payload.len())
         });
     });
@@ -164,23 +172,27 @@ fn reads(criterion: &mut Criterion) {
 }
 
 fn open_time(criterion: &mut Criterion) {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let log_directory = directory.path().join("log");
-    let started = Instant::now();
-    let log = build_log(&log_directory, 1024 * 1024 * 1024, 1024);
-    eprintln!(
-        "open/1_GiB: generated {} entries in {} segments in {:?}",
-        log.last_index(),
-        log.segments_count(),
-        started.elapsed()
-    );
-    drop(log);
+    // Generated on first use (not in CI, which only builds the benchmarks).
+    let mut built: Option<tempfile::TempDir> = None;
     let mut group = criterion.benchmark_group("open");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     group.bench_function("1_GiB", |bencher| {
+        let directory = built.get_or_insert_with(|| {
+            let directory = tempfile::tempdir().expect("temporary directory");
+            let started = Instant::now();
+            let log = build_log(&directory.path().join("log"), 1024 * 1024 * 1024, 1024);
+            eprintln!(
+                "open/1_GiB: generated {} entries in {} segments in {:?}",
+                log.last_index(),
+                log.segments_count(),
+                started.elapsed()
+            );
+            directory
+        });
+        let log_directory = directory.path().join("log");
         bencher.iter(|| {
             let log = Log::open_on_disk(&log_directory, LogOptions::default()).expect("open");
             black_box(log.last_index())

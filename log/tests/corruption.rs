@@ -249,3 +249,23 @@ fn zeroes_at_the_tail_are_a_torn_write() {
     let log = open_with(&backend, options()).expect("zero tail is torn");
     assert_eq!(log.last_index(), 40);
 }
+
+#[test]
+fn a_damaged_payload_before_the_tail_of_the_last_segment_is_corruption_not_a_torn_write() {
+    for backend in Backend::both(10) {
+        prepared(&backend);
+        let segment = backend.segment_files()[6].clone(); // indexes 37..=40
+        backend.flip_byte(&segment, HEADER_BYTES + RECORD_BYTES + 32 + 7); // payload of 38
+        let error = open_with(&backend, options()).expect_err("records follow the bad one");
+        assert!(
+            matches!(&error, Error::Corruption { offset, .. } if *offset == (HEADER_BYTES + RECORD_BYTES) as u64),
+            "{}: {error}",
+            backend.name()
+        );
+        // The same damage in the very last record is a torn write.
+        backend.flip_byte(&segment, HEADER_BYTES + RECORD_BYTES + 32 + 7);
+        backend.flip_byte(&segment, HEADER_BYTES + 3 * RECORD_BYTES + 32 + 7); // payload of 40
+        let log = open_with(&backend, options()).expect("a torn last record");
+        assert_eq!(log.last_index(), 39);
+    }
+}

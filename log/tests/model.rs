@@ -85,6 +85,10 @@ fn options() -> LogOptions {
 fn assert_equal(log: &Log, model: &Model) {
     assert_eq!(log.first_index(), model.first_index, "first index");
     assert_eq!(log.last_index(), model.next_index() - 1, "last index");
+    let range = log
+        .entries(model.first_index..model.next_index(), u64::MAX)
+        .expect("range read");
+    assert_eq!(range, model.entries, "range read across segments");
     for entry in &model.entries {
         assert_eq!(&log.entry(entry.index).expect("entry"), entry);
         assert_eq!(log.term(entry.index).expect("term"), entry.term);
