@@ -224,6 +224,8 @@ impl Log {
         if result.is_err() {
             // A failed write may have left part of a batch behind.
             self.poisoned = true;
+        } else if cfg!(debug_assertions) {
+            self.validate();
         }
         result
     }
