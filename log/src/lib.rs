@@ -45,7 +45,7 @@ pub use fs::{
     FaultPlan, FileSystem, MemoryFileSystem, RealFileSystem, StorageLevel, SyncHandle, WritableFile,
 };
 pub use group_commit::{AppendReceipt, BatchStatistics, GroupCommit, Ticket};
-pub use log::{Log, PendingSync};
+pub use log::{Log, PendingSync, RecoveryReport};
 pub use meta::{HardState, MetaStore};
 pub use options::{GroupCommitOptions, LogOptions, RecoveryMode, SyncPolicy};
 pub use snapshot::{SnapshotMeta, SnapshotOptions, SnapshotStore, SnapshotWriter};

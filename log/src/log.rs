@@ -40,6 +40,8 @@ pub struct Log {
     durable_index: u64,
     /// Set when a write or fsync failed: what is on disk is unknown.
     poisoned: bool,
+    /// What the last open had to repair.
+    recovery: RecoveryReport,
     /// Counts truncations and compactions, so that an fsync that ran while
     /// one happened does not vouch for entries written after it.
     reshape_epoch: u64,
@@ -80,6 +82,7 @@ impl Log {
             durable_index: 0,
             poisoned: false,
             reshape_epoch: 0,
+            recovery: RecoveryReport::default(),
             write_buffer: Vec::new(),
         };
         log.recover()?;
@@ -116,6 +119,11 @@ impl Log {
     /// The options the log was opened with.
     pub fn options(&self) -> &LogOptions {
         &self.options
+    }
+
+    /// What open had to do to bring the log back to a clean state.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
     }
 
     /// How many segment files the log has.
@@ -698,6 +706,7 @@ impl Log {
         }
         self.load_segments(segments)?;
         if let Some(from) = state.and_then(|state| state.truncate_from) {
+            self.recovery.truncation_finished = true;
             if from < self.next_index {
                 self.apply_truncation(from)?;
             }
@@ -888,6 +897,7 @@ impl Log {
                 let written =
                     fs::write_atomically(self.file_system.as_ref(), &index_path, &encoded);
                 self.io("write offset index", &index_path, written)?;
+                self.recovery.indexes_rebuilt_count += 1;
                 OffsetIndex {
                     entry_count: scan.offsets.len() as u64,
                     segment_length_bytes: data.len() as u64,
@@ -929,6 +939,7 @@ impl Log {
             .iter()
             .take_while(|record| **record < cut)
             .count();
+        self.recovery.repaired_at = Some((segment.path.clone(), cut));
         let index_path = self.index_path(segment.first_index);
         let exists = self.file_system.exists(&index_path);
         if self.io("stat offset index", &index_path, exists)? {
@@ -965,6 +976,7 @@ impl Log {
             drop(data);
             let removed = self.file_system.remove_file(&segment.path);
             self.io("remove torn segment", &segment.path, removed)?;
+            self.recovery.torn_segments_removed_count += 1;
             self.remove_stale_index(segment.first_index)?;
             return self.sync_directory().map(|()| LoadOutcome::Continue);
         }
@@ -987,6 +999,11 @@ impl Log {
             };
             if !torn && self.options.recovery_mode == RecoveryMode::Strict {
                 return Err(corruption(&segment.path, *offset, problem));
+            }
+            if torn {
+                self.recovery.torn_tail_bytes = data.len() as u64 - *offset;
+            } else {
+                self.recovery.repaired_at = Some((segment.path.clone(), *offset));
             }
             length_bytes = *offset;
         }
@@ -1021,6 +1038,22 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// What [`Log::open`] had to do to bring the log back to a clean state; for
+/// logs, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes of a torn write cut from the end of the last segment.
+    pub torn_tail_bytes: u64,
+    /// Segments deleted because a crash interrupted their creation.
+    pub torn_segments_removed_count: u64,
+    /// Offset indexes rebuilt by scanning their segment.
+    pub indexes_rebuilt_count: u64,
+    /// With `RecoveryMode::Repair`: the segment and byte offset where the log was cut.
+    pub repaired_at: Option<(PathBuf, u64)>,
+    /// Whether a truncation interrupted by a crash was finished.
+    pub truncation_finished: bool,
 }
 
 /// An fsync prepared by [`Log::begin_sync`].

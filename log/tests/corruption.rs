@@ -91,6 +91,11 @@ fn a_flipped_byte_mid_way_in_the_last_segment_refuses_to_open_and_repair_cuts_th
         };
         let mut log = open_with(&backend, repair).expect("repair");
         assert_eq!(log.last_index(), 37);
+        let cut = (HEADER_BYTES + RECORD_BYTES) as u64;
+        assert_eq!(
+            log.recovery_report().repaired_at,
+            Some((segment.clone(), cut))
+        );
         log.append(&entries(38, 3, 2, 50))
             .expect("append after repair");
         log.sync().expect("sync");
@@ -133,6 +138,10 @@ fn a_record_cut_in_half_at_the_tail_is_a_torn_write_and_is_truncated() {
         backend.cut(&segment, length - 30); // index 40 loses part of its payload
         let log = open_with(&backend, options()).expect("a torn tail is not an error");
         assert_eq!(log.last_index(), 39);
+        assert_eq!(
+            log.recovery_report().torn_tail_bytes,
+            (RECORD_BYTES - 30) as u64
+        );
         assert_eq!(backend.length(&segment), HEADER_BYTES + 3 * RECORD_BYTES);
         drop(log);
         backend.cut(&segment, HEADER_BYTES + RECORD_BYTES + 10); // inside the header of 38
@@ -225,6 +234,7 @@ fn a_missing_or_damaged_offset_index_is_rebuilt() {
         backend.remove(&directory.join(format::index_file_name(7)));
         backend.flip_byte(&directory.join(format::index_file_name(13)), 60);
         let log = open_with(&backend, options()).expect("open rebuilds");
+        assert_eq!(log.recovery_report().indexes_rebuilt_count, 2);
         for index in 1..=40 {
             assert_eq!(log.entry(index).expect("entry").index, index);
         }

@@ -135,6 +135,7 @@ fn sigkill_during_group_commit_loses_no_acknowledged_entry() {
     let log_directory = directory.path().join("log");
     let mut random_state = 0x5eed_u64;
     let mut checked_total = 0usize;
+    let mut torn_tails_count = 0u64;
     for round in 0..rounds {
         let kill_after = 50 + (next_random(&mut random_state) % 2000) as usize;
         let acknowledgements = run_round(&log_directory, kill_after);
@@ -163,6 +164,12 @@ fn sigkill_during_group_commit_loses_no_acknowledged_entry() {
             });
         }
         checked_total += acknowledgements.len();
+        torn_tails_count += u64::from(log.recovery_report().torn_tail_bytes > 0);
     }
     assert!(checked_total > 0);
+    // Whether a kill lands inside a write is up to the scheduler, so this is
+    // reported rather than asserted.
+    eprintln!(
+        "{rounds} rounds, {checked_total} acknowledged entries checked, {torn_tails_count} torn tails repaired"
+    );
 }
