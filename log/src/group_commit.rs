@@ -316,6 +316,13 @@ fn write_batches(shared: &Shared, sender: &mpsc::SyncSender<SyncJob>) {
                 Err(error) => submission.reply.send(Err(error)),
             }
         }
+        {
+            // Counted before anyone is answered, so that an appender that got
+            // its answer sees its entries in the statistics.
+            let mut statistics = lock(&shared.batches_count);
+            statistics.batches_count += 1;
+            statistics.entries_count += entries_count;
+        }
         let sync_due = match shared.options.sync_policy {
             SyncPolicy::EveryBatch => true,
             SyncPolicy::Interval(interval) => last_sync.elapsed() >= interval,
@@ -338,9 +345,6 @@ fn write_batches(shared: &Shared, sender: &mpsc::SyncSender<SyncJob>) {
                 answer(&mut unsynced, &Ok(()));
             }
         }
-        let mut statistics = lock(&shared.batches_count);
-        statistics.batches_count += 1;
-        statistics.entries_count += entries_count;
     }
 }
 

@@ -169,9 +169,10 @@ impl Log {
         }
     }
 
-    /// The entries in `range`, stopping before the payload bytes would exceed
+    /// The entries in `range`, stopping before their size would exceed
     /// `bytes_max`; at least one entry is returned when the range is not empty,
-    /// so that a large entry never blocks replication.
+    /// so that a large entry never blocks replication. An entry's size is its
+    /// record's size (32-byte header plus payload), so empty entries count too.
     pub fn entries(&self, range: Range<u64>, bytes_max: u64) -> Result<Vec<Entry>> {
         if range.is_empty() {
             return Ok(Vec::new());
@@ -182,7 +183,7 @@ impl Log {
         let mut bytes_total: u64 = 0;
         for index in range {
             let entry = self.entry(index)?;
-            bytes_total += entry.payload.len() as u64;
+            bytes_total += format::record_size_bytes(&entry);
             if bytes_total > bytes_max && !entries.is_empty() {
                 break;
             }

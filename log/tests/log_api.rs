@@ -63,11 +63,14 @@ fn range_reads_respect_the_byte_budget_but_return_at_least_one_entry() {
     for backend in Backend::both(2) {
         let mut log = open(&backend);
         log.append(&entries(1, 50, 1, 100)).expect("append");
-        let read = log.entries(5..20, 350).expect("entries");
+        // Each record is 32 + 100 bytes: three fit in 400, a fourth would not.
+        let read = log.entries(5..20, 400).expect("entries");
         assert_eq!(
             read.iter().map(|entry| entry.index).collect::<Vec<_>>(),
             vec![5, 6, 7]
         );
+        let read = log.entries(5..20, 395).expect("entries");
+        assert_eq!(read.len(), 2);
         let read = log.entries(5..20, 10).expect("entries");
         assert_eq!(
             read.len(),
