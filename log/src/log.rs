@@ -777,8 +777,7 @@ impl Log {
             match outcome {
                 LoadOutcome::Continue => {}
                 LoadOutcome::CutHere => {
-                    // Repair cut this segment short: later segments go.
-                    self.remove_segments_after()?;
+                    // Repair cut this segment short and removed the later ones.
                     break;
                 }
             }
@@ -800,11 +799,8 @@ impl Log {
         }
     }
 
-    /// Deletes every segment file above the last loaded one, highest first.
-    fn remove_segments_after(&mut self) -> Result<()> {
-        let Some(last) = self.active.as_ref().map(|active| active.first_index) else {
-            return Ok(());
-        };
+    /// Deletes every segment file above the one starting at `last`, highest first.
+    fn remove_segments_after(&mut self, last: u64) -> Result<()> {
         let directory = self.directory.clone();
         let listed = self.file_system.list_dir(&directory);
         let names = self.io("list directory", &directory, listed)?;
@@ -941,6 +937,9 @@ impl Log {
             .take_while(|record| **record < cut)
             .count();
         self.recovery.repaired_at = Some((segment.path.clone(), cut));
+        // Later segments go first: a crash before the cut below then leaves
+        // a log that ends with this (still whole) segment, never a gap.
+        self.remove_segments_after(segment.first_index)?;
         let index_path = self.index_path(segment.first_index);
         let exists = self.file_system.exists(&index_path);
         if self.io("stat offset index", &index_path, exists)? {

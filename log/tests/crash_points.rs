@@ -267,3 +267,41 @@ fn truncate_then_append_then_crash_never_resurrects_removed_entries() {
         },
     );
 }
+
+#[test]
+fn a_crash_during_repair_is_finished_by_the_next_repair() {
+    let repair = LogOptions {
+        recovery_mode: conclave_log::RecoveryMode::Repair,
+        verify_on_open: true,
+        ..options()
+    };
+    for tear in [false, true] {
+        for budget in 0.. {
+            let memory = prepared(budget + 3);
+            // Segments hold six entries each: damage index 16 in the third one.
+            let segment = Path::new(DIRECTORY).join(conclave_log::format::segment_file_name(13));
+            memory
+                .corrupt_byte(&segment, 32 + 3 * 82 + 40)
+                .expect("damage");
+            let calls_left = Arc::new(AtomicU64::new(budget));
+            let dying = Arc::new(DyingFileSystem {
+                inner: memory.clone(),
+                calls_left,
+            });
+            let completed = Log::open(dying, DIRECTORY, repair.clone()).is_ok();
+            memory.crash(tear);
+            let log = Log::open(Arc::new(memory), DIRECTORY, repair.clone())
+                .expect("the next repair finishes");
+            assert_eq!(
+                (log.first_index(), log.last_index()),
+                (1, 15),
+                "budget {budget}"
+            );
+            assert_entries_intact(&log);
+            if completed {
+                break;
+            }
+            assert!(budget < 1000, "repair never completes");
+        }
+    }
+}
