@@ -305,3 +305,107 @@ fn a_crash_during_repair_is_finished_by_the_next_repair() {
         }
     }
 }
+
+/// Opens with a file system that dies after `budget` calls, crashes, and
+/// opens again normally.
+fn reopen_after_dying_open(memory: MemoryFileSystem, budget: u64, tear: bool) -> (bool, Log) {
+    let calls_left = Arc::new(AtomicU64::new(budget));
+    let dying = Arc::new(DyingFileSystem {
+        inner: memory.clone(),
+        calls_left,
+    });
+    let completed = Log::open(dying, DIRECTORY, options()).is_ok();
+    memory.crash(tear);
+    let log =
+        Log::open(Arc::new(memory), DIRECTORY, options()).expect("open after a crash during open");
+    (completed, log)
+}
+
+#[test]
+fn a_crash_during_recovery_of_a_torn_tail_and_a_lost_index_is_recovered_again() {
+    for tear in [false, true] {
+        for budget in 0.. {
+            let memory = prepared(budget + 5);
+            let directory = Path::new(DIRECTORY);
+            memory
+                .remove_file(&directory.join(conclave_log::format::index_file_name(7)))
+                .expect("remove");
+            memory.sync_dir(directory).expect("sync");
+            let last = directory.join(conclave_log::format::segment_file_name(37));
+            let length = memory.read_all(&last).expect("read").len();
+            memory.cut_file(&last, length - 30).expect("tear index 40");
+            let (completed, log) = reopen_after_dying_open(memory, budget, tear);
+            assert_eq!(
+                (log.first_index(), log.last_index()),
+                (1, 39),
+                "budget {budget}"
+            );
+            assert_entries_intact(&log);
+            if completed {
+                break;
+            }
+            assert!(budget < 1000, "open never completes");
+        }
+    }
+}
+
+#[test]
+fn a_crash_while_open_finishes_an_interrupted_truncation_still_ends_truncated() {
+    // First crash: during truncate_suffix(9), at every point after its commit.
+    let mut interrupted_count = 0;
+    for first_budget in 0..40 {
+        let memory = prepared(first_budget);
+        let calls_left = Arc::new(AtomicU64::new(u64::MAX));
+        let dying = Arc::new(DyingFileSystem {
+            inner: memory.clone(),
+            calls_left: Arc::clone(&calls_left),
+        });
+        let mut log = Log::open(dying, DIRECTORY, options()).expect("open");
+        calls_left.store(first_budget, Ordering::SeqCst);
+        let completed = log.truncate_suffix(9).is_ok();
+        drop(log);
+        memory.crash(true);
+        let state = memory
+            .read_all(&Path::new(DIRECTORY).join("log.state"))
+            .ok();
+        let committed = state.is_some_and(|bytes| bytes.len() == 40 && bytes[12] & 1 == 1);
+        if !committed {
+            if completed {
+                break;
+            }
+            continue;
+        }
+        interrupted_count += 1;
+        // Second crash: during the open that finishes it, at every point.
+        for second_budget in 0.. {
+            let copy = MemoryFileSystem::new(second_budget);
+            copy_files(&memory, &copy);
+            let (completed, log) = reopen_after_dying_open(copy, second_budget, true);
+            assert_eq!(
+                (log.first_index(), log.last_index()),
+                (1, 8),
+                "budgets {first_budget}, {second_budget}"
+            );
+            assert_entries_intact(&log);
+            if completed {
+                break;
+            }
+            assert!(second_budget < 1000, "open never completes");
+        }
+    }
+    assert!(interrupted_count > 0, "no crash left a pending truncation");
+}
+
+/// Copies every file of the log directory, durably, to another memory file system.
+fn copy_files(from: &MemoryFileSystem, to: &MemoryFileSystem) {
+    let directory = Path::new(DIRECTORY);
+    to.create_dir_all(directory).expect("create");
+    for name in from.list_dir(directory).expect("list") {
+        let path = directory.join(name);
+        let mut file = to.create(&path).expect("create");
+        file.append(&from.read_all(&path).expect("read"))
+            .expect("append");
+        file.sync_data().expect("sync");
+    }
+    to.sync_dir(directory).expect("sync");
+}
