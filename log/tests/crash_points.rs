@@ -409,3 +409,86 @@ fn copy_files(from: &MemoryFileSystem, to: &MemoryFileSystem) {
     }
     to.sync_dir(directory).expect("sync");
 }
+
+#[test]
+fn a_crash_while_saving_the_hard_state_or_installing_a_snapshot_leaves_old_or_new() {
+    use bytes::Bytes;
+    use conclave_log::{HardState, MetaStore, SnapshotOptions, SnapshotStore};
+    let old = HardState {
+        current_term: 3,
+        voted_for: Some(1),
+        commit_index: 10,
+        membership: Bytes::from_static(b"1,2,3"),
+    };
+    let new = HardState {
+        current_term: 4,
+        voted_for: Some(2),
+        commit_index: 12,
+        membership: Bytes::from_static(b"1,2"),
+    };
+    for budget in 0.. {
+        let memory = MemoryFileSystem::new(budget);
+        MetaStore::open(Arc::new(memory.clone()), "/data/meta")
+            .expect("open")
+            .save(&old)
+            .expect("save");
+        let snapshots = SnapshotStore::open(
+            Arc::new(memory.clone()),
+            "/data/snapshots",
+            SnapshotOptions::default(),
+        )
+        .expect("open");
+        let mut writer = snapshots.begin(10, 3, Bytes::new()).expect("begin");
+        writer.write_chunk(b"old snapshot").expect("chunk");
+        writer.finish(None).expect("install");
+        let calls_left = Arc::new(AtomicU64::new(budget));
+        let dying: Arc<dyn FileSystem> = Arc::new(DyingFileSystem {
+            inner: memory.clone(),
+            calls_left,
+        });
+        let meta_saved = MetaStore::open(Arc::clone(&dying), "/data/meta")
+            .and_then(|store| store.save(&new))
+            .is_ok();
+        let snapshot_installed = SnapshotStore::open(
+            Arc::clone(&dying),
+            "/data/snapshots",
+            SnapshotOptions::default(),
+        )
+        .and_then(|store| {
+            let mut writer = store.begin(20, 4, Bytes::new())?;
+            writer.write_chunk(b"new snapshot")?;
+            writer.finish(None)
+        })
+        .is_ok();
+        memory.crash(true);
+        let loaded = MetaStore::open(Arc::new(memory.clone()), "/data/meta")
+            .expect("open")
+            .load()
+            .expect("load");
+        assert!(
+            loaded == Some(old.clone()) || loaded == Some(new.clone()),
+            "budget {budget}: {loaded:?}"
+        );
+        if meta_saved {
+            assert_eq!(loaded, Some(new.clone()));
+        }
+        let snapshots = SnapshotStore::open(
+            Arc::new(memory),
+            "/data/snapshots",
+            SnapshotOptions::default(),
+        )
+        .expect("open");
+        let latest = snapshots.latest().expect("latest").expect("a snapshot");
+        let data = snapshots.read(&latest).expect("intact");
+        assert!(
+            (latest.last_index == 10 && &data[..] == b"old snapshot")
+                || (latest.last_index == 20 && &data[..] == b"new snapshot"),
+            "budget {budget}: {latest:?}"
+        );
+        if snapshot_installed {
+            assert_eq!(latest.last_index, 20);
+            break;
+        }
+        assert!(budget < 1000, "never completes");
+    }
+}
