@@ -40,6 +40,7 @@ pub mod machine;
 pub mod registry;
 pub mod session;
 pub mod testing;
+pub mod tree;
 pub mod value;
 
 /// The README's code blocks run as doctests, so the how-to cannot drift from the API.
