@@ -39,7 +39,9 @@ impl Default for CheckConfig {
     fn default() -> Self {
         Self {
             duration_max: Duration::from_secs(60),
-            cache_entries_max: 20_000_000,
+            // About 100 bytes per entry plus the states: a few hundred
+            // megabytes per thread at most.
+            cache_entries_max: 4_000_000,
             threads_max: std::thread::available_parallelism().map_or(1, |count| count.get()),
             partition: true,
             stop_on_first_violation: true,
