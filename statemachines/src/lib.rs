@@ -36,6 +36,7 @@ pub mod counter;
 pub mod envelope;
 pub mod error;
 pub mod kv;
+pub mod lock;
 pub mod machine;
 pub mod registry;
 pub mod session;

@@ -79,3 +79,58 @@ fn tree_passes_the_conformance_suite() {
     assert!(report.event_batches > 10, "watches fired: {report:?}");
     assert_eq!(report.sessions_expired, 1);
 }
+
+#[test]
+fn lock_passes_the_conformance_suite() {
+    use conclave_statemachines::lock::*;
+    let mut commands = Vec::new();
+    for round in 0..10u64 {
+        let name = format!("lock-{}", round % 2);
+        commands.push(LockCommand::Lock {
+            name: name.clone(),
+            reentrant: round % 3 == 0,
+            wait_ms: if round % 2 == 0 { None } else { Some(100) },
+        });
+        commands.push(LockCommand::ReadLock {
+            name: "rw".into(),
+            wait_ms: None,
+        });
+        commands.push(LockCommand::WriteLock {
+            name: "rw".into(),
+            wait_ms: Some(50),
+        });
+        commands.push(LockCommand::Acquire {
+            name: "sem".into(),
+            permits: 1 + round % 2,
+            capacity: 3,
+            wait_ms: None,
+        });
+        if round % 2 == 1 {
+            commands.push(LockCommand::Unlock { name });
+            commands.push(LockCommand::ReadWriteUnlock { name: "rw".into() });
+            commands.push(LockCommand::Release {
+                name: "sem".into(),
+                permits: 1,
+            });
+        }
+    }
+    let queries = vec![
+        LockQuery::Describe {
+            name: "lock-0".into(),
+        },
+        LockQuery::Describe { name: "rw".into() },
+        LockQuery::Describe { name: "sem".into() },
+    ];
+    let report = check_machine(
+        LockMachine::default,
+        commands,
+        queries,
+        &ConformanceOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        report.event_batches > 3,
+        "grants reached waiters: {report:?}"
+    );
+    assert_eq!(report.sessions_expired, 1);
+}
