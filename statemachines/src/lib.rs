@@ -33,6 +33,7 @@
 pub mod client;
 pub mod codec;
 pub mod counter;
+pub mod election;
 pub mod envelope;
 pub mod error;
 pub mod kv;

@@ -134,3 +134,39 @@ fn lock_passes_the_conformance_suite() {
     );
     assert_eq!(report.sessions_expired, 1);
 }
+
+#[test]
+fn election_passes_the_conformance_suite() {
+    use conclave_statemachines::election::*;
+    let mut commands = vec![ElectionCommand::Observe { name: "e".into() }];
+    for round in 0..12u64 {
+        commands.push(ElectionCommand::Campaign {
+            name: "e".into(),
+            value: vec![round as u8],
+        });
+        if round % 3 == 2 {
+            commands.push(ElectionCommand::Resign { name: "e".into() });
+        }
+        commands.push(ElectionCommand::Proclaim {
+            name: "e".into(),
+            epoch: round + 4,
+            value: vec![round as u8, 1],
+        });
+    }
+    let queries = vec![
+        ElectionQuery::Leader { name: "e".into() },
+        ElectionQuery::Candidates { name: "e".into() },
+    ];
+    let report = check_machine(
+        ElectionMachine::default,
+        commands,
+        queries,
+        &ConformanceOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        report.event_batches > 3,
+        "observers heard changes: {report:?}"
+    );
+    assert_eq!(report.sessions_expired, 1);
+}
