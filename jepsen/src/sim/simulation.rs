@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use conclave_consensus::{
-    Config, EntryKind, Membership, MembershipChange, MemoryStorage, Message, NodeId, Prng,
-    ReadMode, Role, Storage,
+    Config, EntryKind, Membership, MembershipChange, MemoryStorage, Message, MessageKind, NodeId,
+    Prng, ReadMode, Role, Storage,
 };
 
 use super::checker::Checker;
@@ -231,6 +231,13 @@ impl<'a> Simulation<'a> {
             }
             let mut ready = core.ready().map_err(|e| format!("node {id} ready: {e}"))?;
             let immediate = std::mem::take(&mut ready.messages);
+            // The Ready contract: only a leader's own traffic may leave before persisting.
+            if let Some(message) = immediate.iter().find(|m| !is_leader_traffic(m.kind)) {
+                return Err(format!(
+                    "ready contract: {:?} from {id} sent before persisting",
+                    message.kind
+                ));
+            }
             let latency = self.prng.range(1, self.options.disk_latency_units_max + 1);
             node.disk = Some(DiskWrite {
                 due: self.now + latency,
@@ -300,6 +307,23 @@ impl<'a> Simulation<'a> {
             self.report.reads += 1;
         }
         let persisted_messages = std::mem::take(&mut ready.persisted_messages);
+        // The Ready contract: an acknowledgement never claims entries that are not durable.
+        // (An acknowledgement of an older term may follow a truncation by a newer leader; it
+        // was true when the entries were persisted, and the old leader's commit is safe by
+        // the usual argument because the entries were accepted before any later vote.)
+        let term = core.status().hard_state.term;
+        for message in &persisted_messages {
+            let claims = message.kind == MessageKind::AppendResponse
+                && !message.reject
+                && message.term == term;
+            let last_index = core.storage().last_index().unwrap_or(0);
+            if claims && message.index > last_index {
+                return Err(format!(
+                    "ready contract: {id} acknowledges index {} but has persisted only {last_index}",
+                    message.index
+                ));
+            }
+        }
         core.advance(ready)
             .map_err(|e| format!("node {id} advance: {e}"))?;
         for message in persisted_messages {
@@ -629,4 +653,14 @@ impl<'a> Simulation<'a> {
         }
         Ok(false)
     }
+}
+
+fn is_leader_traffic(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::Append
+            | MessageKind::Heartbeat
+            | MessageKind::Snapshot
+            | MessageKind::TimeoutNow
+    )
 }
