@@ -316,3 +316,58 @@ fn thesis_6_4_1_restarted_node_refuses_votes_for_one_election_timeout() {
             .any(|m| m.kind == MessageKind::VoteResponse && !m.reject)
     );
 }
+
+#[test]
+fn ready_contract_follower_installs_a_snapshot_before_acknowledging_it() {
+    let mut cluster = Cluster::new(&[1, 2], plain);
+    let snapshot = conclave_consensus::Snapshot {
+        metadata: conclave_consensus::SnapshotMetadata {
+            index: 50,
+            term: 3,
+            membership: Membership::with_voters([1, 2]),
+        },
+        data: Bytes::from_static(b"state@50"),
+    };
+    let mut message = conclave_consensus::Message::new(MessageKind::Snapshot, 1, 2, 3);
+    message.snapshot = Some(snapshot.clone());
+    cluster.deliver(message);
+    let ready = cluster.take_ready(2);
+    assert_eq!(ready.snapshot, Some(snapshot));
+    assert!(ready.must_sync);
+    assert!(ready.entries.is_empty() && ready.committed_entries.is_empty());
+    assert!(
+        ready.messages.is_empty(),
+        "nothing may leave before the snapshot is durable"
+    );
+    assert_eq!(
+        kinds(&ready.persisted_messages),
+        vec![(MessageKind::AppendResponse, 1)]
+    );
+    assert_eq!(ready.persisted_messages[0].index, 50);
+    assert_eq!(ready.hard_state.map(|h| (h.term, h.commit)), Some((3, 50)));
+    cluster.carry_out(2, ready);
+    assert_eq!(cluster.nodes[&2].status().applied, 50);
+    assert_eq!(cluster.nodes[&2].storage().first_index(), Ok(51));
+}
+
+#[test]
+fn ready_contract_commit_only_change_needs_no_sync() {
+    let mut cluster = Cluster::new(&[1, 2], plain);
+    cluster.campaign(1);
+    let index = cluster.propose(1, "x");
+    cluster.process();
+    // Node 2 receives the entry, then learns that it committed.
+    cluster.deliver_if(|m| m.to == 2);
+    cluster.deliver_if(|m| m.to == 1);
+    let mut heartbeat = conclave_consensus::Message::new(MessageKind::Heartbeat, 1, 2, 1);
+    heartbeat.commit = index;
+    cluster.queue.clear();
+    cluster.deliver(heartbeat);
+    let ready = cluster.take_ready(2);
+    assert!(
+        !ready.must_sync,
+        "a commit index change alone needs no fsync"
+    );
+    assert_eq!(ready.hard_state.map(|h| h.commit), Some(index));
+    assert_eq!(ready.committed_entries.last().map(|e| e.index), Some(index));
+}
