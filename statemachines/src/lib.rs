@@ -39,6 +39,7 @@ pub mod error;
 pub mod kv;
 pub mod lock;
 pub mod machine;
+pub mod queue;
 pub mod registry;
 pub mod session;
 pub mod testing;
@@ -57,5 +58,5 @@ pub use envelope::{
 };
 pub use error::{Error, SessionError};
 pub use machine::{ApplyContext, Index, QueryContext, SessionId, SessionView, StateMachine};
-pub use registry::Registry;
+pub use registry::{BuiltinConfigs, Registry};
 pub use session::{SessionConfig, SessionLayer};

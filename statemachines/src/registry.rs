@@ -10,6 +10,21 @@ use crate::machine::{Erased, ErasedMachine, StateMachine};
 
 type Factory = Box<dyn Fn() -> Box<dyn ErasedMachine>>;
 
+/// The configs of the built-in machines, for [`Registry::with_builtin_configs`].
+#[derive(Debug, Clone, Default)]
+pub struct BuiltinConfigs {
+    /// The kv machine's bounds.
+    pub kv: crate::kv::KvConfig,
+    /// The tree machine's bounds and options.
+    pub tree: crate::tree::TreeConfig,
+    /// The lock machine's bounds.
+    pub lock: crate::lock::LockConfig,
+    /// The election machine's bounds.
+    pub election: crate::election::ElectionConfig,
+    /// The queue machine's bounds.
+    pub queue: crate::queue::QueueConfig,
+}
+
 /// Factories by type name and the live machines by name.
 #[derive(Default)]
 pub struct Registry {
@@ -33,13 +48,37 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with the built-in machines: kv (with `kv_config`), counter and value.
+    /// A registry with every built-in machine: kv (with `kv_config`), counter, value, and
+    /// tree, lock, election and queue with their default bounds.
     pub fn with_builtins(kv_config: crate::kv::KvConfig) -> Result<Self, Error> {
-        kv_config.validate()?;
+        Registry::with_builtin_configs(BuiltinConfigs {
+            kv: kv_config,
+            ..BuiltinConfigs::default()
+        })
+    }
+
+    /// A registry with every built-in machine, each with its own validated config.
+    pub fn with_builtin_configs(configs: BuiltinConfigs) -> Result<Self, Error> {
+        let BuiltinConfigs {
+            kv,
+            tree,
+            lock,
+            election,
+            queue,
+        } = configs;
+        kv.validate()?;
+        tree.validate()?;
+        lock.validate()?;
+        election.validate()?;
+        queue.validate()?;
         let mut registry = Registry::new();
-        registry.register(move || crate::kv::KvMachine::new(kv_config.clone()))?;
+        registry.register(move || crate::kv::KvMachine::new(kv.clone()))?;
         registry.register(crate::counter::CounterMachine::default)?;
         registry.register(crate::value::ValueMachine::default)?;
+        registry.register(move || crate::tree::TreeMachine::new(tree.clone()))?;
+        registry.register(move || crate::lock::LockMachine::new(lock.clone()))?;
+        registry.register(move || crate::election::ElectionMachine::new(election.clone()))?;
+        registry.register(move || crate::queue::QueueMachine::new(queue.clone()))?;
         Ok(registry)
     }
 

@@ -4,7 +4,11 @@
 //! More cases: `PROPTEST_CASES=20000 cargo test -p conclave-statemachines --test bad_input`.
 
 use conclave_statemachines::counter::CounterQuery;
+use conclave_statemachines::election::ElectionQuery;
 use conclave_statemachines::kv::{KvCommand, KvConfig, KvQuery, PutRequest, RangeRequest};
+use conclave_statemachines::lock::LockQuery;
+use conclave_statemachines::queue::QueueQuery;
+use conclave_statemachines::tree::TreeQuery;
 use conclave_statemachines::value::ValueQuery;
 use conclave_statemachines::{
     Entry, QueryRequest, Registry, Reply, SessionConfig, SessionError, SessionLayer, codec,
@@ -46,6 +50,26 @@ fn observed_state(layer: &SessionLayer) -> Vec<Result<Vec<u8>, SessionError>> {
             codec::encode(&CounterQuery::Get, "query").unwrap(),
         ),
         ("value", codec::encode(&ValueQuery::Get, "query").unwrap()),
+        (
+            "tree",
+            codec::encode(
+                &TreeQuery::GetAllChildrenNumber { path: "/".into() },
+                "query",
+            )
+            .unwrap(),
+        ),
+        (
+            "lock",
+            codec::encode(&LockQuery::Describe { name: "l".into() }, "query").unwrap(),
+        ),
+        (
+            "election",
+            codec::encode(&ElectionQuery::Leader { name: "e".into() }, "query").unwrap(),
+        ),
+        (
+            "queue",
+            codec::encode(&QueueQuery::Size { name: "q".into() }, "query").unwrap(),
+        ),
     ];
     queries
         .into_iter()
@@ -77,7 +101,15 @@ proptest! {
 
     #[test]
     fn arbitrary_payloads_are_refused_cleanly_by_every_machine(
-        machine in prop_oneof![Just("kv"), Just("counter"), Just("value")],
+        machine in prop_oneof![
+            Just("kv"),
+            Just("counter"),
+            Just("value"),
+            Just("tree"),
+            Just("lock"),
+            Just("election"),
+            Just("queue"),
+        ],
         payload in proptest::collection::vec(any::<u8>(), 0..48),
     ) {
         let mut layer = layer_with_data();

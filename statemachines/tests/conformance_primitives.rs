@@ -170,3 +170,44 @@ fn election_passes_the_conformance_suite() {
     );
     assert_eq!(report.sessions_expired, 1);
 }
+
+#[test]
+fn queue_passes_the_conformance_suite() {
+    use conclave_statemachines::queue::*;
+    let mut commands = vec![QueueCommand::Poll {
+        name: "q".into(),
+        visibility_timeout_ms: 100,
+        wait: true,
+    }];
+    for round in 0..12u64 {
+        commands.push(QueueCommand::Offer {
+            name: "q".into(),
+            data: vec![round as u8],
+        });
+        commands.push(QueueCommand::Poll {
+            name: "q".into(),
+            visibility_timeout_ms: 30 + round * 10,
+            wait: round % 2 == 0,
+        });
+        if round % 3 == 0 {
+            commands.push(QueueCommand::Ack {
+                name: "q".into(),
+                id: round / 2 + 1,
+                delivery: 1,
+            });
+        }
+    }
+    let queries = vec![
+        QueueQuery::Peek { name: "q".into() },
+        QueueQuery::Size { name: "q".into() },
+    ];
+    let report = check_machine(
+        QueueMachine::default,
+        commands,
+        queries,
+        &ConformanceOptions::default(),
+    )
+    .unwrap();
+    assert!(report.event_batches > 0, "waiters were woken: {report:?}");
+    assert_eq!(report.sessions_expired, 1);
+}
