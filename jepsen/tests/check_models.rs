@@ -438,3 +438,46 @@ fn partitions_are_checked_separately_and_all_reported_on_request() {
     );
     assert!(analysis.html.contains("failing"));
 }
+
+#[test]
+fn a_value_built_by_very_many_appends_is_checked_and_dropped() {
+    use std::sync::Arc;
+
+    use conclave_jepsen::check::models::kv::{Kv, KvInput, KvOutput};
+    // Long enough that dropping the value's chain recursively would overflow
+    // a test thread's stack.
+    let appends = 100_000u64;
+    let key: Arc<str> = Arc::from("k");
+    let piece: Arc<str> = Arc::from("ab");
+    let mut history: Vec<Operation<KvInput, KvOutput>> = (0..appends)
+        .map(|index| {
+            let input = KvInput::Append {
+                key: key.clone(),
+                value: piece.clone(),
+            };
+            Operation::completed(0, 2 * index, 2 * index + 1, input, KvOutput::Done)
+        })
+        .collect();
+    let expected = "ab".repeat(appends as usize);
+    history.push(Operation::completed(
+        1,
+        2 * appends,
+        2 * appends + 1,
+        KvInput::Get { key: key.clone() },
+        KvOutput::Get(expected),
+    ));
+    assert_eq!(
+        check(&Kv, &history, &CheckConfig::default())
+            .unwrap()
+            .verdict,
+        Verdict::Linearizable
+    );
+    let last = history.len() - 1;
+    history[last].output = Some(KvOutput::Get("ab".repeat(appends as usize - 1)));
+    assert_eq!(
+        check(&Kv, &history, &CheckConfig::default())
+            .unwrap()
+            .verdict,
+        Verdict::NotLinearizable
+    );
+}

@@ -91,6 +91,24 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// The longest description of a state or an operation that reports keep;
+/// longer ones are cut (a value built by thousands of appends is long).
+pub const DESCRIPTION_LENGTH_MAX: usize = 300;
+
+/// Cuts `text` to at most `length_max` bytes (at a character boundary),
+/// marking the cut.
+pub fn shorten(mut text: String, length_max: usize) -> String {
+    if text.len() > length_max {
+        let mut end = length_max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// One step of a linearization: an operation and the state it left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinearizationStep {
@@ -103,8 +121,13 @@ pub struct LinearizationStep {
 /// Why a partition is not linearizable, in terms a reader can follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counterexample {
-    /// The longest linearizable prefix the search found: operations in the
-    /// order it placed them, each with the state it left.
+    /// How many operations the longest linearizable prefix the search found
+    /// has.
+    pub linearized_count: usize,
+    /// The end of that prefix (its last [`STATES_KEPT_MAX`](super::STATES_KEPT_MAX)
+    /// steps at most):
+    /// operations in the order the search placed them, each with the state it
+    /// left.
     pub linearized: Vec<LinearizationStep>,
     /// The operations that could be placed next in real time at that point,
     /// none of which the model accepts.
@@ -286,12 +309,13 @@ fn counterexample<M: Model>(
     members: &[usize],
     deepest: search::Deepest<M::State>,
 ) -> Counterexample {
-    let linearized: Vec<LinearizationStep> = deepest
-        .linearization
+    let skipped = deepest.linearization.len() - deepest.states.len();
+    let linearized: Vec<LinearizationStep> = deepest.linearization[skipped..]
         .iter()
+        .zip(&deepest.states)
         .map(|(local, state)| LinearizationStep {
             operation: members[*local],
-            state: model.describe_state(state),
+            state: shorten(model.describe_state(state), DESCRIPTION_LENGTH_MAX),
         })
         .collect();
     let mut involved: Vec<usize> = deepest.candidates.clone();
@@ -305,7 +329,7 @@ fn counterexample<M: Model>(
         .blocking
         .map_or(u64::MAX, |local| view[local].completion);
     let mut placed = vec![false; view.len()];
-    for (local, _) in &deepest.linearization {
+    for local in &deepest.linearization {
         placed[*local] = true;
     }
     let mut window: Vec<usize> = (0..view.len())
@@ -314,12 +338,13 @@ fn counterexample<M: Model>(
             !placed[*local] && operation.call <= end && operation.completion >= start
         })
         .collect();
-    if let Some((last, _)) = deepest.linearization.last() {
+    if let Some(last) = deepest.linearization.last() {
         window.push(*last);
     }
     window.sort_by_key(|local| (view[*local].call, *local));
     window.dedup();
     Counterexample {
+        linearized_count: deepest.linearization.len(),
         linearized,
         unplaceable: deepest
             .candidates

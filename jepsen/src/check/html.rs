@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use super::checker::CheckReport;
+use super::checker::{CheckReport, DESCRIPTION_LENGTH_MAX, shorten};
 use super::history::Operation;
 use super::model::Model;
 
@@ -72,8 +72,9 @@ pub fn render_html<M: Model>(
             {
                 failing.insert(*index, "failing");
             }
+            let first = counterexample.linearized_count - counterexample.linearized.len();
             for (position, step) in counterexample.linearized.iter().enumerate() {
-                state_after.insert(step.operation, (position + 1, step.state.as_str()));
+                state_after.insert(step.operation, (first + position + 1, step.state.as_str()));
             }
         }
         drawn.extend(
@@ -129,7 +130,10 @@ pub fn render_html<M: Model>(
             let left = 100.0 * rank(operation.call) / span;
             let width =
                 (100.0 * (rank(operation.completion) - rank(operation.call)) / span).max(0.3);
-            let description = model.describe_operation(&operation.input, operation.output.as_ref());
+            let description = shorten(
+                model.describe_operation(&operation.input, operation.output.as_ref()),
+                DESCRIPTION_LENGTH_MAX,
+            );
             let mut class = String::from("bar");
             if operation.output.is_none() {
                 class.push_str(" unknown");

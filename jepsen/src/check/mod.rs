@@ -49,14 +49,14 @@ mod search;
 use std::str::FromStr;
 
 pub use checker::{
-    CheckConfig, CheckReport, Counterexample, LinearizationStep, PartitionReport,
-    THREADS_MAX_LIMIT, Verdict, check,
+    CheckConfig, CheckReport, Counterexample, DESCRIPTION_LENGTH_MAX, LinearizationStep,
+    PartitionReport, THREADS_MAX_LIMIT, Verdict, check,
 };
 pub use error::CheckError;
 pub use formats::Format;
 pub use history::{Event, EventKind, Operation, Outcome, Record, pair_events};
 pub use model::{FromRecord, Model, operations_from_records};
-pub use search::GiveUp;
+pub use search::{GiveUp, STATES_KEPT_MAX};
 
 /// The built-in models, by the names the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

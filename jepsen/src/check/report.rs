@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::checker::{CheckReport, Counterexample, PartitionReport, Verdict};
+use super::checker::{
+    CheckReport, Counterexample, DESCRIPTION_LENGTH_MAX, PartitionReport, Verdict, shorten,
+};
 use super::history::Operation;
 use super::model::Model;
 
@@ -29,7 +31,10 @@ pub fn describe<M: Model>(
         operation.process,
         operation.call,
         time(operation.completion),
-        model.describe_operation(&operation.input, operation.output.as_ref())
+        shorten(
+            model.describe_operation(&operation.input, operation.output.as_ref()),
+            DESCRIPTION_LENGTH_MAX
+        )
     )
 }
 
@@ -93,9 +98,9 @@ fn render_counterexample<M: Model>(
     let _ = writeln!(
         text,
         "  longest linearizable prefix: {} of {} operations{}",
-        linearized.len(),
+        counterexample.linearized_count,
         partition.operations.len(),
-        if linearized.len() > PREFIX_SHOWN_MAX {
+        if counterexample.linearized_count > PREFIX_SHOWN_MAX {
             " (last ones shown)"
         } else {
             ""

@@ -200,9 +200,12 @@ pub(crate) enum Outcome<S> {
 
 /// The deepest point of a failed search.
 pub(crate) struct Deepest<S> {
-    /// The linearized operations (indices into the partition), in order, with
-    /// the state after each.
-    pub linearization: Vec<(usize, S)>,
+    /// The linearized operations (indices into the partition), in order.
+    pub linearization: Vec<usize>,
+    /// The states after the last `states.len()` of them (at most
+    /// [`STATES_KEPT_MAX`]): a long prefix of large states would not fit in
+    /// memory, and a reader looks at the end.
+    pub states: Vec<S>,
     /// Operations that were callable at that point and that the model refused.
     pub candidates: Vec<usize>,
     /// The operation whose completion the search could not get past.
@@ -306,6 +309,9 @@ impl EntryList {
         self.next[self.head as usize]
     }
 }
+
+/// How many states of the longest linearizable prefix a counterexample keeps.
+pub const STATES_KEPT_MAX: usize = 1_000;
 
 /// How often (in loop iterations) the search looks at the clock.
 const ITERATIONS_PER_CLOCK_READ: u64 = 1024;
@@ -559,7 +565,9 @@ fn replay<M: Model>(
     let mut state = model.init();
     let mut successors = Vec::new();
     let mut linearization = Vec::with_capacity(record.steps.len());
-    for (operation, choice) in record.steps {
+    let mut states = Vec::new();
+    let first_kept = record.steps.len().saturating_sub(STATES_KEPT_MAX);
+    for (step, (operation, choice)) in record.steps.into_iter().enumerate() {
         successors_of(
             model,
             &state,
@@ -571,10 +579,14 @@ fn replay<M: Model>(
             "a replayed step has the recorded successor"
         );
         state = successors.swap_remove(choice as usize);
-        linearization.push((operation as usize, state.clone()));
+        linearization.push(operation as usize);
+        if step >= first_kept {
+            states.push(state.clone());
+        }
     }
     Deepest {
         linearization,
+        states,
         candidates: record.candidates,
         blocking: record.blocking,
     }

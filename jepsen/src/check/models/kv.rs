@@ -81,7 +81,7 @@ pub enum KvState {
 pub type KvEntries = Vec<(Arc<str>, KvValue)>;
 
 fn entry_hash(hash: u64, key: &str, value: &KvValue) -> u64 {
-    (hash.wrapping_mul(HASH_BASE) ^ polynomial_hash(0, key)).wrapping_add(value.hash)
+    (hash.wrapping_mul(HASH_BASE) ^ polynomial_hash(0, key)).wrapping_add(value.0.hash)
 }
 
 impl KvState {
@@ -160,44 +160,102 @@ fn polynomial_hash(start: u64, text: &str) -> u64 {
     })
 }
 
-/// A value in a state: shared text with its hash computed once.
+/// A value in a state: a chain of shared pieces (the put or first append,
+/// then each append), with its length and hash.
 ///
-/// Appends make values long, and the search hashes and compares states all
-/// the time; a polynomial hash extends in time proportional to the suffix,
-/// and hashing a state then costs a word per key instead of its whole text.
+/// Appends make values long, and the search builds, hashes and compares
+/// states all the time. An append here allocates one small node that shares
+/// the suffix with the operation, instead of copying the whole text; the
+/// polynomial hash extends in time proportional to the suffix, so hashing a
+/// state costs a word per key.
 #[derive(Clone)]
-pub struct KvValue {
+pub struct KvValue(Arc<Piece>);
+
+struct Piece {
+    previous: Option<KvValue>,
     text: Arc<str>,
+    length: usize,
     hash: u64,
 }
 
+impl Drop for Piece {
+    fn drop(&mut self) {
+        // Unlink the chain iteratively: a value built by many thousands of
+        // appends would overflow the stack if dropped recursively.
+        let mut next = self.previous.take();
+        while let Some(value) = next {
+            match Arc::try_unwrap(value.0) {
+                Ok(mut piece) => next = piece.previous.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 impl KvValue {
-    fn new(text: &str) -> Self {
-        Self {
-            text: Arc::from(text),
+    fn new(text: &Arc<str>) -> Self {
+        Self(Arc::new(Piece {
+            previous: None,
+            text: text.clone(),
+            length: text.len(),
             hash: polynomial_hash(0, text),
-        }
+        }))
     }
 
-    fn appended(&self, suffix: &str) -> Self {
-        let mut text = String::with_capacity(self.text.len() + suffix.len());
-        text.push_str(&self.text);
-        text.push_str(suffix);
-        Self {
-            text: Arc::from(text),
-            hash: polynomial_hash(self.hash, suffix),
-        }
+    fn appended(&self, suffix: &Arc<str>) -> Self {
+        Self(Arc::new(Piece {
+            previous: Some(self.clone()),
+            text: suffix.clone(),
+            length: self.0.length + suffix.len(),
+            hash: polynomial_hash(self.0.hash, suffix),
+        }))
     }
 
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.text
+    fn is_empty(&self) -> bool {
+        self.0.length == 0
+    }
+
+    /// Whether the value is exactly `text`, compared piece by piece from the
+    /// end, without building the value.
+    fn equals(&self, text: &str) -> bool {
+        if self.0.length != text.len() {
+            return false;
+        }
+        let bytes = text.as_bytes();
+        let mut end = bytes.len();
+        let mut piece = Some(self);
+        while let Some(value) = piece {
+            let start = end - value.0.text.len();
+            if &bytes[start..end] != value.0.text.as_bytes() {
+                return false;
+            }
+            end = start;
+            piece = value.0.previous.as_ref();
+        }
+        end == 0
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> String {
+        let mut pieces = Vec::new();
+        let mut piece = Some(self);
+        while let Some(value) = piece {
+            pieces.push(&*value.0.text);
+            piece = value.0.previous.as_ref();
+        }
+        let mut text = String::with_capacity(self.0.length);
+        for piece in pieces.iter().rev() {
+            text.push_str(piece);
+        }
+        text
     }
 }
 
 impl PartialEq for KvValue {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        self.0.hash == other.0.hash
+            && self.0.length == other.0.length
+            && (Arc::ptr_eq(&self.0, &other.0) || self.equals(&other.text()))
     }
 }
 
@@ -205,13 +263,13 @@ impl Eq for KvValue {}
 
 impl std::hash::Hash for KvValue {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u64(self.0.hash);
     }
 }
 
 impl std::fmt::Debug for KvValue {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{:?}", self.as_str())
+        write!(formatter, "{:?}", self.text())
     }
 }
 
@@ -228,7 +286,7 @@ fn with_value(state: &KvState, key: &Arc<str>, value: KvValue) -> KvState {
         .filter(|(k, _)| *k != key)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !value.as_str().is_empty() {
+    if !value.is_empty() {
         let position = next.partition_point(|(k, _)| k < key);
         next.insert(position, (key.clone(), value));
     }
@@ -258,7 +316,7 @@ impl Model for Kv {
         match (input, output) {
             (KvInput::Get { .. }, None) => successors.push(state.clone()),
             (KvInput::Get { key }, Some(KvOutput::Get(value)))
-                if lookup(state, key).map_or("", KvValue::as_str) == value =>
+                if lookup(state, key).map_or(value.is_empty(), |current| current.equals(value)) =>
             {
                 successors.push(state.clone());
             }
