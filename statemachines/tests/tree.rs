@@ -613,6 +613,19 @@ fn persistent_and_recursive_watches_stay_and_recursive_skip_child_changes() {
     );
     let (_, events) = harness.run(1, delete("/p/c", -1));
     assert_eq!(events, vec![event(3, EventType::NodeDeleted, "/p/c")]);
+    // A recursive watch is a data watch only: removing child watches finds nothing.
+    let remove = |watcher_type| TreeCommand::RemoveWatches {
+        path: "/p".into(),
+        watcher_type,
+    };
+    assert_eq!(
+        harness.output(3, remove(WatcherType::Children)),
+        Err(TreeError::NoWatcher { path: "/p".into() })
+    );
+    assert_eq!(
+        harness.output(3, remove(WatcherType::Data)),
+        Ok(TreeResponse::Done)
+    );
 }
 
 #[test]

@@ -135,11 +135,35 @@ impl Node {
     }
 }
 
+/// One reversible step. Steps never copy a node's child set, so a write under a parent
+/// with many children costs the same as under an empty one.
+enum Undo {
+    /// A node was inserted at this path.
+    Inserted(String),
+    /// A childless node was removed.
+    Removed(String, Node),
+    /// A child name was added to (`true`) or removed from (`false`) a parent whose stat was
+    /// `stat` before.
+    Linked {
+        parent: String,
+        name: String,
+        added: bool,
+        stat: Stat,
+    },
+    /// A node's data or ACL, and its stat, were replaced; these are the previous ones.
+    Content {
+        path: String,
+        data: Option<Vec<u8>>,
+        acl: Option<Vec<Acl>>,
+        stat: Stat,
+    },
+}
+
 /// What one command changed: the undo log (for a failing multi) and the changes to report
 /// to watchers once it commits.
 #[derive(Default)]
 struct Changes {
-    undo: Vec<(String, Option<Node>)>,
+    undo: Vec<Undo>,
     events: Vec<(EventType, String)>,
 }
 
@@ -253,15 +277,90 @@ impl TreeMachine {
         }
     }
 
-    /// Saves the current state of `path` in the undo log, then replaces it.
-    fn write_node(&mut self, changes: &mut Changes, path: &str, node: Option<Node>) {
-        let previous = self.put_node(path, node);
-        changes.undo.push((path.to_string(), previous));
+    /// Adds or removes a child name of `parent`, updating its stat, and logs the undo.
+    fn link(&mut self, changes: &mut Changes, parent: &str, name: &str, zxid: i64, added: bool) {
+        let Some(node) = self.nodes.get_mut(parent) else {
+            return;
+        };
+        let stat = node.stat;
+        if added {
+            node.children.insert(name.to_string());
+            node.stat.cversion = next_version(node.stat.cversion);
+            node.stat.pzxid = zxid;
+        } else {
+            node.children.remove(name);
+            // A delete leaves cversion alone, as ZooKeeper's DataTree.deleteNode does.
+            node.stat.pzxid = node.stat.pzxid.max(zxid);
+        }
+        changes.undo.push(Undo::Linked {
+            parent: parent.to_string(),
+            name: name.to_string(),
+            added,
+            stat,
+        });
+    }
+
+    /// Replaces a node's data, ACL and stat in place, and logs the undo.
+    fn replace_content(
+        &mut self,
+        changes: &mut Changes,
+        path: &str,
+        data: Option<Vec<u8>>,
+        acl: Option<Vec<Acl>>,
+        stat: Stat,
+    ) {
+        let Some(node) = self.nodes.get_mut(path) else {
+            return;
+        };
+        changes.undo.push(Undo::Content {
+            path: path.to_string(),
+            data: data.map(|data| std::mem::replace(&mut node.data, data)),
+            acl: acl.map(|acl| std::mem::replace(&mut node.acl, acl)),
+            stat: std::mem::replace(&mut node.stat, stat),
+        });
     }
 
     fn rollback(&mut self, changes: Changes) {
-        for (path, node) in changes.undo.into_iter().rev() {
-            self.put_node(&path, node);
+        for undo in changes.undo.into_iter().rev() {
+            match undo {
+                Undo::Inserted(path) => {
+                    self.put_node(&path, None);
+                }
+                Undo::Removed(path, node) => {
+                    self.put_node(&path, Some(node));
+                }
+                Undo::Linked {
+                    parent,
+                    name,
+                    added,
+                    stat,
+                } => {
+                    if let Some(node) = self.nodes.get_mut(&parent) {
+                        if added {
+                            node.children.remove(&name);
+                        } else {
+                            node.children.insert(name);
+                        }
+                        node.stat = stat;
+                    }
+                }
+                Undo::Content {
+                    path,
+                    data,
+                    acl,
+                    stat,
+                } => {
+                    if let Some(node) = self.nodes.get_mut(&path) {
+                        if let Some(data) = data {
+                            node.data = data;
+                        }
+                        if let Some(acl) = acl {
+                            node.acl = acl;
+                        }
+                        node.stat = stat;
+                    }
+                }
+            }
         }
     }
 
@@ -344,15 +443,12 @@ impl TreeMachine {
             _ => 0,
         };
         let zxid = context.index() as i64;
-        let mut parent = parent.clone();
-        parent.stat.cversion = next_version(parent.stat.cversion);
-        parent.stat.pzxid = zxid;
-        parent.children.insert(name_of(&final_path).to_string());
-        self.write_node(changes, &parent_path, Some(parent));
+        self.link(changes, &parent_path, name_of(&final_path), zxid, true);
         let time_ms = context.log_time_ms() as i64;
         let node = Node::new(request.data.clone(), acl, zxid, time_ms, ephemeral_owner);
         let stat = node.stat();
-        self.write_node(changes, &final_path, Some(node));
+        self.put_node(&final_path, Some(node));
+        changes.undo.push(Undo::Inserted(final_path.clone()));
         changes
             .events
             .push((EventType::NodeCreated, final_path.clone()));
@@ -401,15 +497,12 @@ impl TreeMachine {
             removed.is_some_and(|node| node.children.is_empty()),
             "only existing leaves are removed: {path}"
         );
-        if let Some(parent_path) = parent_path
-            && let Some(parent) = self.nodes.get(&parent_path)
-        {
-            let mut parent = parent.clone();
-            parent.children.remove(name_of(path));
-            parent.stat.pzxid = parent.stat.pzxid.max(zxid);
-            self.write_node(changes, &parent_path, Some(parent));
+        if let Some(parent_path) = parent_path {
+            self.link(changes, &parent_path, name_of(path), zxid, false);
         }
-        self.write_node(changes, path, None);
+        if let Some(node) = self.put_node(path, None) {
+            changes.undo.push(Undo::Removed(path.to_string(), node));
+        }
         changes
             .events
             .push((EventType::NodeDeleted, path.to_string()));
@@ -434,13 +527,12 @@ impl TreeMachine {
                 path: path.to_string(),
             });
         }
-        let mut node = node.clone();
-        node.data = data.to_vec();
-        node.stat.version = next_version(node.stat.version);
-        node.stat.mzxid = context.index() as i64;
-        node.stat.mtime = context.log_time_ms() as i64;
-        let stat = node.stat();
-        self.write_node(changes, path, Some(node));
+        let mut stat = node.stat;
+        stat.version = next_version(stat.version);
+        stat.mzxid = context.index() as i64;
+        stat.mtime = context.log_time_ms() as i64;
+        self.replace_content(changes, path, Some(data.to_vec()), None, stat);
+        let stat = self.nodes.get(path).map(Node::stat).unwrap_or(stat);
         changes
             .events
             .push((EventType::NodeDataChanged, path.to_string()));
@@ -471,11 +563,10 @@ impl TreeMachine {
                 path: path.to_string(),
             });
         }
-        let mut node = node.clone();
-        node.acl = acl;
-        node.stat.aversion = next_version(node.stat.aversion);
-        let stat = node.stat();
-        self.write_node(changes, path, Some(node));
+        let mut stat = node.stat;
+        stat.aversion = next_version(stat.aversion);
+        self.replace_content(changes, path, None, Some(acl), stat);
+        let stat = self.nodes.get(path).map(Node::stat).unwrap_or(stat);
         Ok(stat)
     }
 
@@ -889,7 +980,13 @@ impl StateMachine for TreeMachine {
                     AddWatchMode::Persistent => WatchMode::Persistent,
                     AddWatchMode::PersistentRecursive => WatchMode::PersistentRecursive,
                 };
-                self.add_watch(session, &path, WatcherType::Any, mode)
+                // As ZooKeeper's DataTree.addWatch: a recursive watch lives in the data
+                // table only, so removing "children" watches never touches it.
+                let table = match mode {
+                    WatchMode::PersistentRecursive => WatcherType::Data,
+                    _ => WatcherType::Any,
+                };
+                self.add_watch(session, &path, table, mode)
                     .map(|()| TreeResponse::Done)
             }
             TreeCommand::RemoveWatches { path, watcher_type } => {
