@@ -76,7 +76,7 @@ pub fn render_text<M: Model>(
     if report.verdict == Verdict::Unknown {
         let _ = writeln!(
             text,
-            "(the budget ran out; raise --duration-max or --cache-entries-max)"
+            "(the budget ran out; raise --duration-max-seconds or --cache-entries-max)"
         );
     }
     text
