@@ -356,7 +356,10 @@ fn successors_of<M: Model>(
 /// tries the callable required operations, in time order, and only then the
 /// optional ones: those can wait until something needs their effect, so
 /// trying them last finds a linearization sooner. Both passes together try
-/// every candidate, so the search stays complete.
+/// every candidate, so the search stays complete. A read that is legal is
+/// placed at once and no other candidate is tried at that depth (see
+/// [`Model::is_read_only`]), and the deepest dead end is recorded on the way
+/// for the counterexample.
 pub(crate) fn search<M: Model>(
     model: &M,
     operations: &[&Operation<M::Input, M::Output>],
