@@ -115,7 +115,6 @@ fn lock_events(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn locks_grant_fifo_to_one_holder_with_increasing_tokens(actions in proptest::collection::vec(lock_action(), 1..80)) {
@@ -236,7 +235,6 @@ fn election_action() -> impl Strategy<Value = ElectionAction> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn elections_have_one_leader_per_epoch_and_fifo_succession(actions in proptest::collection::vec(election_action(), 1..80)) {
@@ -354,7 +352,6 @@ struct ModelItem {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn queues_lose_nothing_and_redeliver_after_the_timeout(actions in proptest::collection::vec(queue_action(), 1..80)) {

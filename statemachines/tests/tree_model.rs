@@ -329,7 +329,6 @@ fn check_state(harness: &Harness<TreeMachine>, model: &Model) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn tree_matches_the_model(actions in proptest::collection::vec(action(), 1..60)) {
