@@ -174,7 +174,8 @@ pub struct TreeMachine {
     nodes: BTreeMap<String, Node>,
     /// Derived from the nodes: each session's ephemerals, the TTL nodes, the containers.
     ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
-    ttl_nodes: BTreeSet<String>,
+    /// TTL nodes by the log time after which they may go: (`mtime` + TTL, path).
+    ttl_deadlines: BTreeSet<(i64, String)>,
     containers: BTreeSet<String>,
     identities: BTreeMap<SessionId, Vec<Id>>,
     data_watches: WatchTable,
@@ -209,7 +210,7 @@ impl TreeMachine {
             config,
             nodes: BTreeMap::new(),
             ephemerals: BTreeMap::new(),
-            ttl_nodes: BTreeSet::new(),
+            ttl_deadlines: BTreeSet::new(),
             containers: BTreeSet::new(),
             identities: BTreeMap::new(),
             data_watches: WatchTable::default(),
@@ -245,22 +246,31 @@ impl TreeMachine {
             None => self.nodes.remove(path),
         };
         if let Some(previous) = &previous {
-            self.index_owner(path, previous.stat.ephemeral_owner, false);
+            self.index_node(path, &previous.stat, false);
         }
-        if let Some(owner) = self.nodes.get(path).map(|node| node.stat.ephemeral_owner) {
-            self.index_owner(path, owner, true);
+        if let Some(stat) = self.nodes.get(path).map(|node| node.stat) {
+            self.index_node(path, &stat, true);
         }
         previous
     }
 
-    fn index_owner(&mut self, path: &str, ephemeral_owner: i64, present: bool) {
-        let (set, session) = match EphemeralType::of(ephemeral_owner) {
+    /// Adds a node to (or removes it from) the index its `ephemeralOwner` calls for.
+    fn index_node(&mut self, path: &str, stat: &Stat, present: bool) {
+        let (set, session) = match EphemeralType::of(stat.ephemeral_owner) {
             EphemeralType::Void => return,
             EphemeralType::Normal(session) => {
                 (self.ephemerals.entry(session).or_default(), Some(session))
             }
             EphemeralType::Container => (&mut self.containers, None),
-            EphemeralType::Ttl(_) => (&mut self.ttl_nodes, None),
+            EphemeralType::Ttl(ttl_ms) => {
+                let key = (stat.mtime.saturating_add(ttl_ms), path.to_string());
+                if present {
+                    self.ttl_deadlines.insert(key);
+                } else {
+                    self.ttl_deadlines.remove(&key);
+                }
+                return;
+            }
         };
         if present {
             set.insert(path.to_string());
@@ -312,12 +322,18 @@ impl TreeMachine {
         let Some(node) = self.nodes.get_mut(path) else {
             return;
         };
-        changes.undo.push(Undo::Content {
+        let undo = Undo::Content {
             path: path.to_string(),
             data: data.map(|data| std::mem::replace(&mut node.data, data)),
             acl: acl.map(|acl| std::mem::replace(&mut node.acl, acl)),
             stat: std::mem::replace(&mut node.stat, stat),
-        });
+        };
+        if let Undo::Content { stat: previous, .. } = &undo {
+            // A data change moves a TTL node's deadline.
+            self.index_node(path, previous, false);
+            self.index_node(path, &stat, true);
+        }
+        changes.undo.push(undo);
     }
 
     fn rollback(&mut self, changes: Changes) {
@@ -357,7 +373,9 @@ impl TreeMachine {
                         if let Some(acl) = acl {
                             node.acl = acl;
                         }
-                        node.stat = stat;
+                        let replaced = std::mem::replace(&mut node.stat, stat);
+                        self.index_node(&path, &replaced, false);
+                        self.index_node(&path, &stat, true);
                     }
                 }
             }
@@ -903,15 +921,15 @@ impl TreeMachine {
 
     fn rebuild_indexes(&mut self) {
         self.ephemerals.clear();
-        self.ttl_nodes.clear();
+        self.ttl_deadlines.clear();
         self.containers.clear();
-        let owners: Vec<(String, i64)> = self
+        let stats: Vec<(String, Stat)> = self
             .nodes
             .iter()
-            .map(|(path, node)| (path.clone(), node.stat.ephemeral_owner))
+            .map(|(path, node)| (path.clone(), node.stat))
             .collect();
-        for (path, owner) in owners {
-            self.index_owner(&path, owner, true);
+        for (path, stat) in stats {
+            self.index_node(&path, &stat, true);
         }
     }
 }
@@ -1028,19 +1046,18 @@ impl StateMachine for TreeMachine {
 
     fn time_advanced(&mut self, context: &mut ApplyContext<'_, WatchedEvent>) {
         let now_ms = context.log_time_ms() as i64;
+        // Only nodes past their deadline are looked at: those without children go; those
+        // with children stay due and are looked at again on the next advance.
         let expired: Vec<String> = self
-            .ttl_nodes
+            .ttl_deadlines
             .iter()
-            .filter(|path| {
-                self.nodes.get(*path).is_some_and(|node| {
-                    let EphemeralType::Ttl(ttl_ms) = EphemeralType::of(node.stat.ephemeral_owner)
-                    else {
-                        return false;
-                    };
-                    node.children.is_empty() && now_ms.saturating_sub(node.stat.mtime) > ttl_ms
-                })
+            .take_while(|(deadline_ms, _)| *deadline_ms < now_ms)
+            .filter(|(_, path)| {
+                self.nodes
+                    .get(path)
+                    .is_some_and(|node| node.children.is_empty())
             })
-            .cloned()
+            .map(|(_, path)| path.clone())
             .collect();
         let mut events = Vec::new();
         for path in expired {
@@ -1119,7 +1136,7 @@ impl StateMachine for TreeMachine {
         let mut rebuilt = self.clone();
         rebuilt.rebuild_indexes();
         if rebuilt.ephemerals != self.ephemerals
-            || rebuilt.ttl_nodes != self.ttl_nodes
+            || rebuilt.ttl_deadlines != self.ttl_deadlines
             || rebuilt.containers != self.containers
         {
             return Err("derived indexes differ from the nodes".to_string());
