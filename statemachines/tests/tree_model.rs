@@ -1,12 +1,13 @@
 //! Proptest model test of the tree: random creates (all non-TTL modes), deletes and sets
-//! with right, wrong and any versions, multis, and session closes, checked op by op against
-//! a plain map model that knows ZooKeeper's check order, sequential counters and versions.
+//! with right, wrong and any versions, multis, one-shot and recursive watches, and session
+//! closes, checked op by op against a plain map model that knows ZooKeeper's check order,
+//! sequential counters, versions and which watch fires for which change.
 //!
 //! More cases: `PROPTEST_CASES=2000 cargo test -p conclave-statemachines --test tree_model`.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::Harness;
 use conclave_statemachines::tree::*;
@@ -23,6 +24,12 @@ struct ModelNode {
 #[derive(Debug, Clone, Default)]
 struct Model {
     nodes: BTreeMap<String, ModelNode>,
+    /// Data-table watches: `true` for persistent-recursive, `false` for one-shot.
+    data_watches: BTreeMap<(String, u64), bool>,
+    /// One-shot child watches.
+    child_watches: BTreeSet<(String, u64)>,
+    /// Committed changes not yet fired.
+    changes: Vec<(EventType, String)>,
 }
 
 fn parent(path: &str) -> String {
@@ -69,6 +76,12 @@ enum Action {
     },
     Multi(Vec<Action>),
     Close {
+        session: u64,
+    },
+    /// 0: getData, 1: exists, 2: getChildren (one-shot, watch set); 3: recursive addWatch.
+    Watch {
+        target: Target,
+        kind: u8,
         session: u64,
     },
 }
@@ -120,6 +133,8 @@ fn action() -> impl Strategy<Value = Action> {
         8 => write_action(),
         2 => proptest::collection::vec(write_action(), 1..4).prop_map(Action::Multi),
         1 => (1u64..4).prop_map(|session| Action::Close { session }),
+        3 => (target(), 0u8..4, 1u64..4)
+            .prop_map(|(target, kind, session)| Action::Watch { target, kind, session }),
     ]
 }
 
@@ -198,7 +213,9 @@ impl Model {
                     path,
                 }
             }
-            Action::Multi(_) | Action::Close { .. } => unreachable!("not an op"),
+            Action::Multi(_) | Action::Close { .. } | Action::Watch { .. } => {
+                unreachable!("not an op")
+            }
         }
     }
 
@@ -231,6 +248,7 @@ impl Model {
                         owner,
                     },
                 );
+                self.changes.push((EventType::NodeCreated, path.clone()));
                 Ok(OpResult::Create {
                     path,
                     stat: Stat::default(),
@@ -246,6 +264,7 @@ impl Model {
                     return Err(-111);
                 }
                 self.nodes.remove(path);
+                self.changes.push((EventType::NodeDeleted, path.clone()));
                 Ok(OpResult::Delete)
             }
             Op::SetData {
@@ -259,12 +278,136 @@ impl Model {
                 }
                 node.version += 1;
                 node.data = data.clone();
+                self.changes
+                    .push((EventType::NodeDataChanged, path.clone()));
                 Ok(OpResult::SetData {
                     stat: Stat::default(),
                 })
             }
             Op::Check { .. } => unreachable!("not generated"),
         }
+    }
+}
+
+impl Model {
+    /// Data-table trigger: watches on the path itself, recursive ones on its ancestors.
+    fn trigger_data(&mut self, path: &str) -> BTreeSet<u64> {
+        let mut notified = BTreeSet::new();
+        let mut current = path.to_string();
+        loop {
+            let here: Vec<((String, u64), bool)> = self
+                .data_watches
+                .iter()
+                .filter(|((watched, _), _)| *watched == current)
+                .map(|(key, recursive)| (key.clone(), *recursive))
+                .collect();
+            for ((watched, session), recursive) in here {
+                if recursive {
+                    notified.insert(session);
+                } else if watched == path {
+                    notified.insert(session);
+                    self.data_watches.remove(&(watched, session));
+                }
+            }
+            if current == "/" {
+                return notified;
+            }
+            current = parent(&current);
+        }
+    }
+
+    fn trigger_child(&mut self, path: &str) -> BTreeSet<u64> {
+        let fired: BTreeSet<u64> = self
+            .child_watches
+            .iter()
+            .filter(|(watched, _)| watched == path)
+            .map(|(_, session)| *session)
+            .collect();
+        self.child_watches.retain(|(watched, _)| watched != path);
+        fired
+    }
+
+    /// The events the pending changes fire, in the machine's order.
+    fn fire(&mut self) -> Vec<(u64, WatchedEvent)> {
+        let mut events = Vec::new();
+        let mut push = |sessions: &BTreeSet<u64>, event_type: EventType, path: &str| {
+            for session in sessions {
+                events.push((
+                    *session,
+                    WatchedEvent {
+                        event_type,
+                        path: path.to_string(),
+                    },
+                ));
+            }
+        };
+        for (event_type, path) in std::mem::take(&mut self.changes) {
+            let data = self.trigger_data(&path);
+            push(&data, event_type, &path);
+            if event_type == EventType::NodeDeleted {
+                let child: BTreeSet<u64> = self
+                    .trigger_child(&path)
+                    .difference(&data)
+                    .copied()
+                    .collect();
+                push(&child, event_type, &path);
+            }
+            if event_type != EventType::NodeDataChanged {
+                let parent_path = parent(&path);
+                let child = self.trigger_child(&parent_path);
+                push(&child, EventType::NodeChildrenChanged, &parent_path);
+            }
+        }
+        events
+    }
+
+    fn watch(&mut self, path: String, kind: u8, session: u64) -> TreeCommand {
+        let exists = self.nodes.contains_key(&path);
+        match kind {
+            0 | 1 => {
+                if kind == 1 || exists {
+                    self.data_watches
+                        .entry((path.clone(), session))
+                        .or_insert(false);
+                }
+                if kind == 0 {
+                    TreeCommand::GetData { path, watch: true }
+                } else {
+                    TreeCommand::Exists { path, watch: true }
+                }
+            }
+            2 => {
+                if exists {
+                    self.child_watches.insert((path.clone(), session));
+                }
+                TreeCommand::GetChildren { path, watch: true }
+            }
+            _ => {
+                self.data_watches.insert((path.clone(), session), true);
+                TreeCommand::AddWatch {
+                    path,
+                    mode: AddWatchMode::PersistentRecursive,
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, session: u64) -> Vec<(u64, WatchedEvent)> {
+        self.data_watches
+            .retain(|(_, watcher), _| *watcher != session);
+        self.child_watches
+            .retain(|(_, watcher)| *watcher != session);
+        let owned: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.owner == Some(session))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in owned {
+            self.nodes.remove(&path);
+            self.changes.push((EventType::NodeDeleted, path));
+        }
+        self.fire()
     }
 }
 
@@ -337,9 +480,15 @@ proptest! {
         for action in &actions {
             match action {
                 Action::Close { session } => {
-                    harness.close(*session);
+                    let events = harness.close(*session);
                     harness.sessions.insert(*session, ());
-                    model.nodes.retain(|_, node| node.owner != Some(*session));
+                    prop_assert_eq!(events, model.close(*session));
+                }
+                Action::Watch { target, kind, session } => {
+                    let path = model.resolve(target);
+                    let command = model.watch(path, *kind, *session);
+                    let (_, events) = harness.run(*session, command);
+                    prop_assert!(events.is_empty());
                 }
                 Action::Multi(actions) => {
                     let session = session_of(&actions[0]);
@@ -356,7 +505,7 @@ proptest! {
                             break;
                         }
                     }
-                    let output = harness.output(session, TreeCommand::Multi(ops.clone()));
+                    let (output, events) = harness.run(session, TreeCommand::Multi(ops.clone()));
                     match output {
                         Ok(TreeResponse::Multi(results)) => {
                             prop_assert!(expected.iter().all(Result::is_ok) && expected.len() == ops.len());
@@ -364,11 +513,13 @@ proptest! {
                                 prop_assert!(same(result, expected), "{:?} vs {:?}", result, expected);
                             }
                             model = scratch;
+                            prop_assert_eq!(events, model.fire());
                         }
                         Ok(TreeResponse::MultiFailed(results)) => {
                             let failed_at = expected.len() - 1;
                             prop_assert!(expected[failed_at].is_err());
                             prop_assert_eq!(results.len(), ops.len());
+                            prop_assert!(events.is_empty(), "a failed multi fires nothing");
                             for (position, result) in results.iter().enumerate() {
                                 let code = match result { OpResult::Error(error) => error.code(), _ => 1 };
                                 let want = match position.cmp(&failed_at) {
@@ -392,7 +543,9 @@ proptest! {
                         Op::SetData { path, data, version } => TreeCommand::SetData { path, data, version },
                         Op::Check { .. } => unreachable!(),
                     };
-                    let result = to_op_result(harness.output(session, command));
+                    let (output, events) = harness.run(session, command);
+                    let result = to_op_result(output);
+                    prop_assert_eq!(events, model.fire());
                     prop_assert!(same(&result, &expected), "{:?}: {:?} vs {:?}", single, result, expected);
                 }
             }
