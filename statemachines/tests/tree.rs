@@ -699,6 +699,26 @@ fn acls_check_digest_ip_auth_and_super() {
         harness.output(2, set("/private", b"", -1)),
         Err(TreeError::NoAuth)
     );
+    // A reader without ADMIN sees digest ids without their hash.
+    let Ok(TreeResponse::Acl { acl, .. }) = harness.query(
+        2,
+        TreeQuery::GetAcl {
+            path: "/private".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(acl[0].id, Id::new("digest", "alice:x"));
+    assert_eq!(acl[1].id, Id::new("ip", "10.0.0.0/8"));
+    assert_eq!(
+        harness.query(
+            3,
+            TreeQuery::GetAcl {
+                path: "/private".into()
+            }
+        ),
+        Err(TreeError::NoAuth)
+    );
     assert_eq!(
         harness.output(3, delete("/private", -1)),
         Ok(TreeResponse::Deleted),

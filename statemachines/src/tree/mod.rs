@@ -797,8 +797,18 @@ impl TreeMachine {
                 if !self.permitted(session, &node.acl, perms::READ | perms::ADMIN) {
                     return Err(TreeError::NoAuth);
                 }
+                let mut acl = node.acl.clone();
+                if !self.permitted(session, &node.acl, perms::ADMIN) {
+                    // As ZooKeeper's getACL: a reader without ADMIN does not see digest
+                    // hashes ("user:hash" becomes "user:x").
+                    for entry in acl.iter_mut().filter(|entry| entry.id.scheme == "digest") {
+                        if let Some((user, _)) = entry.id.id.split_once(':') {
+                            entry.id.id = format!("{user}:x");
+                        }
+                    }
+                }
                 Ok(TreeResponse::Acl {
-                    acl: node.acl.clone(),
+                    acl,
                     stat: node.stat(),
                 })
             }
