@@ -311,6 +311,8 @@ pub struct LockMachine {
     deadlines: BTreeSet<(u64, String, SessionId)>,
     /// The last fencing token handed out.
     token_last: u64,
+    /// The locks each session holds or waits on, so a close touches only those.
+    by_session: BTreeMap<SessionId, BTreeSet<String>>,
 }
 
 impl Default for LockMachine {
@@ -327,6 +329,7 @@ impl LockMachine {
             locks: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             token_last: 0,
+            by_session: BTreeMap::new(),
         }
     }
 
@@ -394,7 +397,44 @@ impl LockMachine {
             Err(error) => Err(error),
         };
         self.drop_if_idle(&name);
+        self.sync_index(&name, session);
         output
+    }
+
+    /// Records whether `session` still holds or waits on `name`.
+    fn sync_index(&mut self, name: &str, session: SessionId) {
+        let involved = self.locks.get(name).is_some_and(|lock| {
+            lock.holders.contains_key(&session)
+                || lock.waiters.iter().any(|waiter| waiter.session == session)
+        });
+        if involved {
+            self.by_session
+                .entry(session)
+                .or_default()
+                .insert(name.to_string());
+        } else if let Some(names) = self.by_session.get_mut(&session) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.by_session.clear();
+        for (name, lock) in &self.locks {
+            let sessions = lock
+                .holders
+                .keys()
+                .copied()
+                .chain(lock.waiters.iter().map(|waiter| waiter.session));
+            for session in sessions {
+                self.by_session
+                    .entry(session)
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
     }
 
     /// Grants at once when allowed; `Ok(None)` means the request must wait.
@@ -546,6 +586,7 @@ impl LockMachine {
             lock.holders.remove(&session);
         }
         self.grant_waiters(context, name);
+        self.sync_index(name, session);
         Ok(LockResponse::Released)
     }
 
@@ -576,6 +617,7 @@ impl LockMachine {
             self.deadlines
                 .remove(&(deadline_ms, name.to_string(), session));
         }
+        self.sync_index(name, session);
         true
     }
 }
@@ -675,15 +717,7 @@ impl StateMachine for LockMachine {
     }
 
     fn session_closed(&mut self, context: &mut ApplyContext<'_, LockEvent>, session: SessionId) {
-        let touched: Vec<String> = self
-            .locks
-            .iter()
-            .filter(|(_, lock)| {
-                lock.holders.contains_key(&session)
-                    || lock.waiters.iter().any(|waiter| waiter.session == session)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let touched = self.by_session.get(&session).cloned().unwrap_or_default();
         for name in touched {
             self.remove_waiter(&name, session);
             if let Some(lock) = self.locks.get_mut(&name) {
@@ -691,6 +725,7 @@ impl StateMachine for LockMachine {
             }
             self.grant_waiters(context, &name);
         }
+        self.by_session.remove(&session);
     }
 
     fn time_advanced(&mut self, context: &mut ApplyContext<'_, LockEvent>) {
@@ -736,6 +771,7 @@ impl StateMachine for LockMachine {
             self.locks.insert(name, lock);
         }
         self.token_last = header.token_last;
+        self.rebuild_index();
         Ok(())
     }
 
@@ -782,6 +818,11 @@ impl StateMachine for LockMachine {
         }
         if deadlines != self.deadlines.len() {
             return Err("the deadline index holds stale entries".to_string());
+        }
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_index();
+        if rebuilt.by_session != self.by_session {
+            return Err("the per-session index differs from the locks".to_string());
         }
         Ok(())
     }
