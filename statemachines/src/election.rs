@@ -228,6 +228,9 @@ pub struct ElectionMachine {
     config: ElectionConfig,
     elections: BTreeMap<String, Election>,
     epoch_last: u64,
+    /// The elections each session leads, campaigns in or observes, so a close touches only
+    /// those.
+    by_session: BTreeMap<SessionId, BTreeSet<String>>,
 }
 
 impl Default for ElectionMachine {
@@ -249,6 +252,106 @@ impl ElectionMachine {
             config,
             elections: BTreeMap::new(),
             epoch_last: 0,
+            by_session: BTreeMap::new(),
+        }
+    }
+
+    /// Records whether `session` is still in election `name` (only a session's own
+    /// commands and its close change that: a promotion keeps the promoted session in).
+    fn sync_index(&mut self, name: &str, session: SessionId) {
+        let involved = self.elections.get(name).is_some_and(|election| {
+            election.observers.contains(&session)
+                || election
+                    .leader
+                    .as_ref()
+                    .is_some_and(|leader| leader.session == session)
+                || election
+                    .candidates
+                    .iter()
+                    .any(|(candidate, _)| *candidate == session)
+        });
+        if involved {
+            self.by_session
+                .entry(session)
+                .or_default()
+                .insert(name.to_string());
+        } else if let Some(names) = self.by_session.get_mut(&session) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.by_session.clear();
+        for (name, election) in &self.elections {
+            let sessions = election
+                .leader
+                .iter()
+                .map(|leader| leader.session)
+                .chain(election.candidates.iter().map(|(session, _)| *session))
+                .chain(election.observers.iter().copied());
+            for session in sessions {
+                self.by_session
+                    .entry(session)
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+
+    fn apply_command(
+        &mut self,
+        context: &mut ApplyContext<'_, ElectionEvent>,
+        session: SessionId,
+        command: ElectionCommand,
+    ) -> ElectionOutput {
+        match command {
+            ElectionCommand::Campaign { name, value } => {
+                self.campaign(context, session, &name, value)
+            }
+            ElectionCommand::Resign { name } => self.resign(context, session, &name),
+            ElectionCommand::Proclaim { name, epoch, value } => {
+                if value.len() > self.config.value_bytes_max {
+                    return Err(ElectionError::InvalidArgument {
+                        reason: "value over value_bytes_max".to_string(),
+                    });
+                }
+                let leader = self
+                    .elections
+                    .get_mut(&name)
+                    .and_then(|election| election.leader.as_mut())
+                    .filter(|leader| leader.session == session && leader.epoch == epoch)
+                    .ok_or(ElectionError::NotLeader)?;
+                leader.value = value;
+                self.notify_observers(context, &name);
+                Ok(ElectionResponse::Done)
+            }
+            ElectionCommand::Observe { name } => {
+                let observers_max = self.config.observers_per_election_max;
+                let election = self.election_mut(&name)?;
+                if !election.observers.contains(&session)
+                    && election.observers.len() >= observers_max
+                {
+                    return Err(ElectionError::TooManyObservers);
+                }
+                election.observers.insert(session);
+                Ok(ElectionResponse::Leader(election.leader.clone()))
+            }
+            ElectionCommand::Unobserve { name } => {
+                let election = self
+                    .elections
+                    .get_mut(&name)
+                    .ok_or(ElectionError::NotInElection)?;
+                if !election.observers.remove(&session) {
+                    return Err(ElectionError::NotInElection);
+                }
+                if election.is_idle() {
+                    self.elections.remove(&name);
+                }
+                Ok(ElectionResponse::Done)
+            }
         }
     }
 
@@ -409,52 +512,16 @@ impl StateMachine for ElectionMachine {
         command: ElectionCommand,
     ) -> ElectionOutput {
         let session = context.session().ok_or(ElectionError::NoSession)?;
-        match command {
-            ElectionCommand::Campaign { name, value } => {
-                self.campaign(context, session, &name, value)
-            }
-            ElectionCommand::Resign { name } => self.resign(context, session, &name),
-            ElectionCommand::Proclaim { name, epoch, value } => {
-                if value.len() > self.config.value_bytes_max {
-                    return Err(ElectionError::InvalidArgument {
-                        reason: "value over value_bytes_max".to_string(),
-                    });
-                }
-                let leader = self
-                    .elections
-                    .get_mut(&name)
-                    .and_then(|election| election.leader.as_mut())
-                    .filter(|leader| leader.session == session && leader.epoch == epoch)
-                    .ok_or(ElectionError::NotLeader)?;
-                leader.value = value;
-                self.notify_observers(context, &name);
-                Ok(ElectionResponse::Done)
-            }
-            ElectionCommand::Observe { name } => {
-                let observers_max = self.config.observers_per_election_max;
-                let election = self.election_mut(&name)?;
-                if !election.observers.contains(&session)
-                    && election.observers.len() >= observers_max
-                {
-                    return Err(ElectionError::TooManyObservers);
-                }
-                election.observers.insert(session);
-                Ok(ElectionResponse::Leader(election.leader.clone()))
-            }
-            ElectionCommand::Unobserve { name } => {
-                let election = self
-                    .elections
-                    .get_mut(&name)
-                    .ok_or(ElectionError::NotInElection)?;
-                if !election.observers.remove(&session) {
-                    return Err(ElectionError::NotInElection);
-                }
-                if election.is_idle() {
-                    self.elections.remove(&name);
-                }
-                Ok(ElectionResponse::Done)
-            }
-        }
+        let name = match &command {
+            ElectionCommand::Campaign { name, .. }
+            | ElectionCommand::Resign { name }
+            | ElectionCommand::Proclaim { name, .. }
+            | ElectionCommand::Observe { name }
+            | ElectionCommand::Unobserve { name } => name.clone(),
+        };
+        let output = self.apply_command(context, session, command);
+        self.sync_index(&name, session);
+        output
     }
 
     fn query(&self, _context: &QueryContext, query: ElectionQuery) -> ElectionOutput {
@@ -484,7 +551,7 @@ impl StateMachine for ElectionMachine {
         context: &mut ApplyContext<'_, ElectionEvent>,
         session: SessionId,
     ) {
-        let names: Vec<String> = self.elections.keys().cloned().collect();
+        let names = self.by_session.remove(&session).unwrap_or_default();
         for name in names {
             let Some(election) = self.elections.get_mut(&name) else {
                 continue;
@@ -526,10 +593,16 @@ impl StateMachine for ElectionMachine {
             self.elections.insert(name, election);
         }
         self.epoch_last = header.epoch_last;
+        self.rebuild_index();
         Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_index();
+        if rebuilt.by_session != self.by_session {
+            return Err("the per-session index differs from the elections".to_string());
+        }
         for (name, election) in &self.elections {
             if election.is_idle() {
                 return Err(format!("idle election {name} is kept"));
