@@ -256,6 +256,22 @@ pub struct QueueMachine {
     deadlines: BTreeSet<(u64, String, u64)>,
     /// The id the next offered item gets.
     id_next: u64,
+    /// Per session: the items it has in flight and the queues it waits on, so a close
+    /// touches only those.
+    by_session: BTreeMap<SessionId, SessionIndex>,
+}
+
+/// What one session is involved in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SessionIndex {
+    in_flight: BTreeSet<(String, u64)>,
+    waiting: BTreeSet<String>,
+}
+
+/// Which part of a session's index an update is about.
+enum Involvement<'a> {
+    InFlight(&'a str, u64),
+    Waiting(&'a str),
 }
 
 impl Default for QueueMachine {
@@ -278,6 +294,7 @@ impl QueueMachine {
             queues: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             id_next: 1,
+            by_session: BTreeMap::new(),
         }
     }
 
@@ -293,6 +310,46 @@ impl QueueMachine {
         Ok(self.queues.entry(name.to_string()).or_default())
     }
 
+    fn index(&mut self, session: SessionId, involvement: Involvement<'_>, present: bool) {
+        let entry = self.by_session.entry(session).or_default();
+        match (involvement, present) {
+            (Involvement::InFlight(name, id), true) => {
+                entry.in_flight.insert((name.to_string(), id));
+            }
+            (Involvement::InFlight(name, id), false) => {
+                entry.in_flight.remove(&(name.to_string(), id));
+            }
+            (Involvement::Waiting(name), true) => {
+                entry.waiting.insert(name.to_string());
+            }
+            (Involvement::Waiting(name), false) => {
+                entry.waiting.remove(name);
+            }
+        }
+        if entry.in_flight.is_empty() && entry.waiting.is_empty() {
+            self.by_session.remove(&session);
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.by_session.clear();
+        let mut index: BTreeMap<SessionId, SessionIndex> = BTreeMap::new();
+        for (name, queue) in &self.queues {
+            for (id, in_flight) in &queue.in_flight {
+                let entry = index.entry(in_flight.consumer).or_default();
+                entry.in_flight.insert((name.clone(), *id));
+            }
+            for waiter in &queue.waiters {
+                index
+                    .entry(*waiter)
+                    .or_default()
+                    .waiting
+                    .insert(name.clone());
+            }
+        }
+        self.by_session = index;
+    }
+
     /// Tells every waiting consumer of a queue with ready items, and forgets them.
     fn wake(&mut self, context: &mut ApplyContext<'_, QueueEvent>, name: &str) {
         if let Some(queue) = self.queues.get_mut(name)
@@ -305,6 +362,7 @@ impl QueueMachine {
                         name: name.to_string(),
                     },
                 );
+                self.index(waiter, Involvement::Waiting(name), false);
             }
         }
         if self.queues.get(name).is_some_and(Queue::is_idle) {
@@ -321,6 +379,7 @@ impl QueueMachine {
             self.deadlines
                 .remove(&(in_flight.deadline_ms, name.to_string(), id));
             queue.ready.insert(id, in_flight.item);
+            self.index(in_flight.consumer, Involvement::InFlight(name, id), false);
         }
     }
 
@@ -383,6 +442,7 @@ impl QueueMachine {
                 Err(QueueError::TooManyWaiters)
             } else {
                 queue.waiters.insert(session);
+                self.index(session, Involvement::Waiting(name), true);
                 Ok(QueueResponse::Waiting)
             };
             if self.queues.get(name).is_some_and(Queue::is_idle) {
@@ -407,6 +467,8 @@ impl QueueMachine {
             },
         );
         self.deadlines.insert((deadline_ms, name.to_string(), id));
+        self.index(session, Involvement::Waiting(name), false);
+        self.index(session, Involvement::InFlight(name, id), true);
         Ok(QueueResponse::Delivered(delivery))
     }
 
@@ -468,6 +530,7 @@ impl StateMachine for QueueMachine {
                         self.queues.remove(&name);
                     }
                 }
+                self.index(session, Involvement::Waiting(&name), false);
                 Ok(QueueResponse::Done)
             }
         }
@@ -492,21 +555,21 @@ impl StateMachine for QueueMachine {
     }
 
     fn session_closed(&mut self, context: &mut ApplyContext<'_, QueueEvent>, session: SessionId) {
-        let names: Vec<String> = self.queues.keys().cloned().collect();
-        for name in names {
-            let Some(queue) = self.queues.get_mut(&name) else {
-                continue;
-            };
-            queue.waiters.remove(&session);
-            let held: Vec<u64> = queue
-                .in_flight
-                .iter()
-                .filter(|(_, in_flight)| in_flight.consumer == session)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in held {
-                self.requeue(&name, id);
+        let Some(involved) = self.by_session.remove(&session) else {
+            return;
+        };
+        let mut touched: BTreeSet<String> = involved.waiting;
+        for name in &touched {
+            if let Some(queue) = self.queues.get_mut(name) {
+                queue.waiters.remove(&session);
             }
+        }
+        for (name, id) in involved.in_flight {
+            self.requeue(&name, id);
+            touched.insert(name);
+        }
+        self.by_session.remove(&session);
+        for name in touched {
             self.wake(context, &name);
         }
     }
@@ -554,10 +617,16 @@ impl StateMachine for QueueMachine {
             self.queues.insert(name, queue);
         }
         self.id_next = header.id_next;
+        self.rebuild_index();
         Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_index();
+        if rebuilt.by_session != self.by_session {
+            return Err("the per-session index differs from the queues".to_string());
+        }
         let mut in_flight_total = 0;
         for (name, queue) in &self.queues {
             if queue.is_idle() {
