@@ -10,6 +10,7 @@
 //! - `cluster <ids…> [pre-vote=false] [check-quorum=false] [inflight=N] [entries=N]`
 //! - `add-node <id>`: a fresh node with an empty log, to be added by a membership change
 //! - `campaign <id>`, `tick <id> [count]`, `propose <id> <text>`, `read <id> <request-id>`
+//! - `restart <id>`: crash the node after its last Ready was persisted, and start it again
 //! - `transfer <leader> <target>`, `membership <leader> add-voter=N remove=N add-learner=N`
 //! - `compact <id>`: compact the log up to the commit index
 //! - `deliver [from=N] [to=N] [drop]`: carry out pending Readies, then deliver (or drop)
@@ -172,6 +173,19 @@ impl Interpreter {
                 Ok(())
             }
             "campaign" => self.cluster.node(id(words.get(1))).campaign(),
+            "restart" => {
+                // Crash after the last Ready was persisted: volatile state is lost.
+                let node = id(words.get(1));
+                self.cluster.process();
+                let storage = self
+                    .cluster
+                    .nodes
+                    .remove(&node)
+                    .expect("node")
+                    .into_storage();
+                self.cluster.add_node(node, storage);
+                Ok(())
+            }
             "tick" => {
                 let count = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(1);
                 (0..count).try_for_each(|_| self.cluster.node(id(words.get(1))).tick())
