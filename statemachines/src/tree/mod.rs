@@ -1101,6 +1101,8 @@ impl StateMachine for TreeMachine {
         self.identities = codec::read_frame(reader, "tree identities")?;
         self.data_watches = codec::read_frame(reader, "tree data watches")?;
         self.child_watches = codec::read_frame(reader, "tree child watches")?;
+        self.data_watches.rebuild_index();
+        self.child_watches.rebuild_index();
         self.rebuild_indexes();
         Ok(())
     }

@@ -26,6 +26,10 @@ pub enum WatchMode {
 pub struct WatchTable {
     paths: BTreeMap<String, BTreeMap<SessionId, WatchMode>>,
     count: u64,
+    /// The paths each session watches, so a close touches only those. Derived: not in
+    /// snapshots, rebuilt by [`WatchTable::rebuild_index`].
+    #[serde(skip)]
+    by_session: BTreeMap<SessionId, BTreeSet<String>>,
 }
 
 impl WatchTable {
@@ -50,6 +54,32 @@ impl WatchTable {
             None => {
                 watchers.insert(session, mode);
                 self.count += 1;
+                self.by_session
+                    .entry(session)
+                    .or_default()
+                    .insert(path.to_string());
+            }
+        }
+    }
+
+    fn unindex(&mut self, path: &str, session: SessionId) {
+        if let Some(paths) = self.by_session.get_mut(&session) {
+            paths.remove(path);
+            if paths.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+
+    /// Rebuilds the per-session index from the table (after a restore).
+    pub fn rebuild_index(&mut self) {
+        self.by_session.clear();
+        for (path, watchers) in &self.paths {
+            for session in watchers.keys() {
+                self.by_session
+                    .entry(*session)
+                    .or_default()
+                    .insert(path.clone());
             }
         }
     }
@@ -65,20 +95,23 @@ impl WatchTable {
         }
         if removed {
             self.count -= 1;
+            self.unindex(path, session);
         }
         removed
     }
 
     /// Removes every watch of a session.
     pub fn remove_session(&mut self, session: SessionId) {
-        let mut removed = 0;
-        self.paths.retain(|_, watchers| {
-            if watchers.remove(&session).is_some() {
-                removed += 1;
+        for path in self.by_session.remove(&session).unwrap_or_default() {
+            if let Some(watchers) = self.paths.get_mut(&path) {
+                if watchers.remove(&session).is_some() {
+                    self.count -= 1;
+                }
+                if watchers.is_empty() {
+                    self.paths.remove(&path);
+                }
             }
-            !watchers.is_empty()
-        });
-        self.count -= removed;
+        }
     }
 
     /// The sessions a change of type `event_type` at `path` notifies, removing the one-shot
@@ -90,7 +123,7 @@ impl WatchTable {
         let mut at_path = true;
         while let Some(local) = current {
             if let Some(watchers) = self.paths.get_mut(local) {
-                let mut fired_once = 0;
+                let mut fired_once = Vec::new();
                 watchers.retain(|&session, mode| match mode {
                     WatchMode::PersistentRecursive => {
                         if event_type != EventType::NodeChildrenChanged {
@@ -104,14 +137,17 @@ impl WatchTable {
                     }
                     WatchMode::Standard if at_path => {
                         notified.insert(session);
-                        fired_once += 1;
+                        fired_once.push(session);
                         false
                     }
                     _ => true,
                 });
-                self.count -= fired_once;
                 if watchers.is_empty() {
                     self.paths.remove(local);
+                }
+                self.count -= fired_once.len() as u64;
+                for session in fired_once {
+                    self.unindex(local, session);
                 }
             }
             current = if local == "/" { None } else { parent_of(local) };
@@ -128,6 +164,11 @@ impl WatchTable {
         }
         if self.paths.values().any(BTreeMap::is_empty) {
             return Err("an empty watcher set is kept".to_string());
+        }
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_index();
+        if rebuilt.by_session != self.by_session {
+            return Err("the per-session watch index differs from the table".to_string());
         }
         Ok(())
     }
