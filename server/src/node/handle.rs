@@ -1,0 +1,211 @@
+//! [`Node`]: the handle through which clients, tests and frontends use a running node.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use conclave_consensus::{Membership, MembershipChange, Message, NodeId, Status};
+use conclave_transport::{GrpcTransport, Transport, TransportConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::node::application::Application;
+use crate::node::config::NodeConfig;
+use crate::node::driver::{Driver, Request};
+use crate::node::error::NodeError;
+use crate::node::storage::LogStorage;
+
+/// A running node. Dropping it stops the driver (without waiting); [`Node::stop`] waits.
+pub struct Node {
+    id: NodeId,
+    requests: mpsc::Sender<Request>,
+    transport: Arc<dyn Transport>,
+    driver: Option<JoinHandle<Result<(), NodeError>>>,
+    server_stop: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the node's storage and starts its driver thread. `inbox` receives the messages
+    /// that `transport`'s server side delivers for this node. Must be called inside a tokio
+    /// runtime, whose timers the driver uses.
+    pub fn start(
+        config: NodeConfig,
+        application: Box<dyn Application>,
+        transport: Arc<dyn Transport>,
+        inbox: mpsc::Receiver<Message>,
+    ) -> Result<Node, NodeError> {
+        config.validate()?;
+        let bootstrap = if config.bootstrap_voters.is_empty() {
+            Membership::default()
+        } else {
+            Membership::with_voters(config.bootstrap_voters.iter().copied())
+        };
+        let storage = LogStorage::open(&config.data_directory, bootstrap)?;
+        let (requests, request_receiver) = mpsc::channel(config.request_queue_max);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::Config {
+            field: "runtime",
+            reason: "start inside tokio".into(),
+        })?;
+        let id = config.id;
+        let driver = Driver::new(
+            config,
+            storage,
+            application,
+            transport.clone(),
+            inbox,
+            request_receiver,
+            runtime,
+        )?;
+        let driver = std::thread::Builder::new()
+            .name(format!("conclave-node-{id}"))
+            .spawn(move || driver.run())
+            .map_err(|error| NodeError::Storage(format!("spawn driver: {error}")))?;
+        Ok(Node {
+            id,
+            requests,
+            transport,
+            driver: Some(driver),
+            server_stop: None,
+        })
+    }
+
+    /// Starts a node that talks gRPC: serves the peer protocol on `listener` and reaches the
+    /// peers at `peers` (id to `host:port`).
+    pub fn start_grpc(
+        config: NodeConfig,
+        application: Box<dyn Application>,
+        listener: tokio::net::TcpListener,
+        peers: &BTreeMap<NodeId, String>,
+        transport_config: TransportConfig,
+    ) -> Result<Node, NodeError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::Config {
+            field: "runtime",
+            reason: "start inside tokio".into(),
+        })?;
+        let transport = GrpcTransport::new(config.id, transport_config.clone(), runtime.clone())
+            .map_err(|error| NodeError::Config {
+                field: "transport",
+                reason: error.to_string(),
+            })?;
+        for (id, address) in peers {
+            if *id != config.id {
+                transport.add_peer(*id, address.clone());
+            }
+        }
+        let (inbox, inbox_receiver) = mpsc::channel(config.inbox_messages_max);
+        let (server_stop, stopped) = oneshot::channel::<()>();
+        let id = config.id;
+        let mut node = Node::start(config, application, Arc::new(transport), inbox_receiver)?;
+        runtime.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) =
+                conclave_transport::serve(listener, id, inbox, transport_config, shutdown).await
+            {
+                tracing::error!(node = id, %error, "peer server failed");
+            }
+        });
+        node.server_stop = Some(server_stop);
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Tells the transport where peer `id` is reached (before adding it to the cluster).
+    pub fn add_peer_address(&self, id: NodeId, address: String) {
+        self.transport.add_peer(id, address);
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request,
+    ) -> Result<T, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Replicates `command` and returns the application's output once it is applied here.
+    pub async fn propose(&self, command: Bytes) -> Result<Bytes, NodeError> {
+        self.ask(|reply| Request::Propose(command, reply)).await
+    }
+
+    /// A linearizable read: confirms leadership with a quorum (batched with other reads),
+    /// waits until that index is applied, then queries the application.
+    pub async fn read(&self, query: Bytes) -> Result<Bytes, NodeError> {
+        self.ask(|reply| Request::Read(query, reply)).await
+    }
+
+    /// Proposes a membership change; returns once its entry is applied on this node.
+    pub async fn change_membership(&self, changes: Vec<MembershipChange>) -> Result<(), NodeError> {
+        self.ask(|reply| Request::ChangeMembership(changes, reply))
+            .await
+    }
+
+    /// Asks the leader to hand leadership to `target`.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), NodeError> {
+        self.ask(|reply| Request::TransferLeadership(target, reply))
+            .await
+    }
+
+    /// A sequential read of this replica's applied state: returns the applied index and the
+    /// application's answer. It may be stale but never goes backwards on this replica.
+    pub async fn query_local(&self, query: Bytes) -> Result<(u64, Bytes), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::LocalQuery(query, reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The core's status.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Status(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Stops the driver after its current batch and the peer server, and waits for both.
+    pub async fn stop(mut self) -> Result<(), NodeError> {
+        let _ = self.requests.send(Request::Stop).await;
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+        match self.driver.take() {
+            Some(driver) => tokio::task::spawn_blocking(move || driver.join())
+                .await
+                .map_err(|_| NodeError::Stopped)?
+                .map_err(|_| NodeError::Stopped)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.requests.try_send(Request::Stop);
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

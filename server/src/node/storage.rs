@@ -1,0 +1,319 @@
+//! conclave-log, its meta file and its snapshot store behind the core's `Storage` trait.
+//!
+//! Layout under the data directory: `log/` (segments), `meta` (term, vote, commit index and
+//! the bootstrap membership), `snapshots/` (the snapshot files, whose metadata field holds
+//! the encoded membership at the snapshot's index). The log always starts right after the
+//! newest snapshot: `open` repairs a crash between installing a snapshot and compacting or
+//! clearing the log.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use conclave_consensus::{
+    Entry, EntryKind, HardState, InitialState, Membership, Snapshot, SnapshotMetadata, Storage,
+    StorageError,
+};
+use conclave_log::{
+    FileSystem, Log, LogOptions, MetaStore, RealFileSystem, SnapshotOptions, SnapshotStore,
+};
+
+use crate::node::error::NodeError;
+
+const KIND_NORMAL: u8 = 0;
+const KIND_NOOP: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
+
+/// The durable state of one node.
+#[derive(Debug)]
+pub struct LogStorage {
+    log: Log,
+    meta: MetaStore,
+    snapshots: SnapshotStore,
+    hard_state: HardState,
+    /// The membership the directory was initialised with; it stays in the meta file.
+    bootstrap_membership: Membership,
+    snapshot: Snapshot,
+}
+
+fn to_log_entry(entry: &Entry) -> conclave_log::Entry {
+    let kind = match entry.kind {
+        EntryKind::Normal => KIND_NORMAL,
+        EntryKind::Noop => KIND_NOOP,
+        EntryKind::Membership => KIND_MEMBERSHIP,
+    };
+    conclave_log::Entry::new(entry.index, entry.term, kind, entry.payload.clone())
+}
+
+fn from_log_entry(entry: conclave_log::Entry) -> Result<Entry, StorageError> {
+    let kind = match entry.kind {
+        KIND_NORMAL => EntryKind::Normal,
+        KIND_NOOP => EntryKind::Noop,
+        KIND_MEMBERSHIP => EntryKind::Membership,
+        other => return Err(StorageError::Other(format!("unknown entry kind {other}"))),
+    };
+    Ok(Entry {
+        index: entry.index,
+        term: entry.term,
+        kind,
+        payload: entry.payload,
+    })
+}
+
+fn storage_error(error: conclave_log::Error) -> StorageError {
+    match error {
+        conclave_log::Error::Compacted { index, first_index } => {
+            StorageError::Compacted { index, first_index }
+        }
+        conclave_log::Error::Unavailable { index, last_index } => {
+            StorageError::Unavailable { index, last_index }
+        }
+        other => StorageError::Other(other.to_string()),
+    }
+}
+
+impl LogStorage {
+    /// Opens (or initialises with `bootstrap` as the membership) the state in `directory`.
+    pub fn open(directory: &Path, bootstrap: Membership) -> Result<LogStorage, NodeError> {
+        let file_system: Arc<dyn FileSystem> = Arc::new(RealFileSystem);
+        let log = Log::open(
+            file_system.clone(),
+            directory.join("log"),
+            LogOptions::default(),
+        )?;
+        let meta = MetaStore::open(file_system.clone(), directory.join("meta"))?;
+        let snapshots = SnapshotStore::open(
+            file_system,
+            directory.join("snapshots"),
+            SnapshotOptions::default(),
+        )?;
+        let stored = match meta.load()? {
+            Some(stored) => stored,
+            None => {
+                let initial = conclave_log::HardState {
+                    membership: bootstrap.encode(),
+                    ..conclave_log::HardState::default()
+                };
+                meta.save(&initial)?;
+                initial
+            }
+        };
+        let bootstrap_membership = decode_membership(&stored.membership)?;
+        let snapshot = match snapshots.latest()? {
+            Some(latest) => Snapshot {
+                metadata: SnapshotMetadata {
+                    index: latest.last_index,
+                    term: latest.last_term,
+                    membership: decode_membership(&latest.metadata)?,
+                },
+                data: snapshots.read(&latest)?,
+            },
+            None => Snapshot {
+                metadata: SnapshotMetadata {
+                    index: 0,
+                    term: 0,
+                    membership: bootstrap_membership.clone(),
+                },
+                data: Bytes::new(),
+            },
+        };
+        let mut storage = LogStorage {
+            log,
+            meta,
+            snapshots,
+            hard_state: HardState {
+                term: stored.current_term,
+                vote: stored.voted_for,
+                commit: stored.commit_index,
+            },
+            bootstrap_membership,
+            snapshot,
+        };
+        storage.reconcile_log_with_snapshot()?;
+        let last_index = storage
+            .last_index()
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        storage.hard_state.commit = storage
+            .hard_state
+            .commit
+            .clamp(storage.snapshot.metadata.index, last_index);
+        Ok(storage)
+    }
+
+    /// Makes the log start right after the snapshot, keeping entries that agree with it.
+    fn reconcile_log_with_snapshot(&mut self) -> Result<(), NodeError> {
+        let index = self.snapshot.metadata.index;
+        let first = self.log.first_index();
+        if first == index + 1 {
+            return Ok(());
+        }
+        if first > index + 1 {
+            return Err(NodeError::Storage(format!(
+                "log starts at {first} but the snapshot ends at {index}"
+            )));
+        }
+        let agrees = self.log.term(index).ok() == Some(self.snapshot.metadata.term);
+        if !agrees && !self.log.is_empty() {
+            self.log.truncate_suffix(first)?;
+        }
+        self.log.compact_prefix(index + 1)?;
+        Ok(())
+    }
+
+    /// Appends entries, first removing any stored entry at or after the first one's index.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), NodeError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        assert!(
+            first.index > self.snapshot.metadata.index,
+            "append into the snapshot"
+        );
+        if first.index <= self.log.last_index() {
+            self.log.truncate_suffix(first.index)?;
+        }
+        let converted: Vec<conclave_log::Entry> = entries.iter().map(to_log_entry).collect();
+        self.log.append(&converted)?;
+        Ok(())
+    }
+
+    /// Makes every appended entry durable.
+    pub fn sync(&mut self) -> Result<(), NodeError> {
+        self.log.sync()?;
+        Ok(())
+    }
+
+    /// Records the hard state; it reaches the meta file (with an fsync) only when `durable`
+    /// is asked for, i.e. when the term or vote changed. The commit index alone is an
+    /// optimisation the core relearns, so it is not worth an fsync of its own.
+    pub fn set_hard_state(
+        &mut self,
+        hard_state: HardState,
+        durable: bool,
+    ) -> Result<(), NodeError> {
+        self.hard_state = hard_state;
+        if durable {
+            self.meta.save(&conclave_log::HardState {
+                current_term: hard_state.term,
+                voted_for: hard_state.vote,
+                commit_index: hard_state.commit,
+                membership: self.bootstrap_membership.encode(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader and drops the whole log, which the
+    /// core now considers replaced.
+    pub fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        self.write_snapshot(&snapshot)?;
+        let first = self.log.first_index();
+        if !self.log.is_empty() {
+            self.log.truncate_suffix(first)?;
+        }
+        self.log.compact_prefix(snapshot.metadata.index + 1)?;
+        self.hard_state.commit = self.hard_state.commit.max(snapshot.metadata.index);
+        self.snapshot = snapshot;
+        Ok(())
+    }
+
+    /// Records a snapshot of the applied state at `index` and compacts the log up to it.
+    pub fn compact(
+        &mut self,
+        index: u64,
+        data: Bytes,
+        membership: Membership,
+    ) -> Result<(), NodeError> {
+        if index <= self.snapshot.metadata.index {
+            return Ok(());
+        }
+        assert!(
+            index <= self.log.durable_index(),
+            "compaction past the durable log"
+        );
+        let term = self.log.term(index)?;
+        let snapshot = Snapshot {
+            metadata: SnapshotMetadata {
+                index,
+                term,
+                membership,
+            },
+            data,
+        };
+        self.write_snapshot(&snapshot)?;
+        self.log.compact_prefix(index + 1)?;
+        self.snapshot = snapshot;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
+        let metadata = &snapshot.metadata;
+        let mut writer =
+            self.snapshots
+                .begin(metadata.index, metadata.term, metadata.membership.encode())?;
+        for chunk in snapshot.data.chunks(1024 * 1024) {
+            writer.write_chunk(chunk)?;
+        }
+        writer.finish(None)?;
+        Ok(())
+    }
+
+    /// The newest snapshot (the initial, empty one when none was taken).
+    pub fn current_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+fn decode_membership(bytes: &[u8]) -> Result<Membership, NodeError> {
+    if bytes.is_empty() {
+        return Ok(Membership::default());
+    }
+    Membership::decode(bytes).map_err(|error| NodeError::Storage(format!("membership: {error}")))
+}
+
+impl Storage for LogStorage {
+    fn initial_state(&self) -> Result<InitialState, StorageError> {
+        Ok(InitialState {
+            hard_state: self.hard_state,
+            membership: self.snapshot.metadata.membership.clone(),
+        })
+    }
+
+    fn first_index(&self) -> Result<u64, StorageError> {
+        Ok(self.snapshot.metadata.index + 1)
+    }
+
+    fn last_index(&self) -> Result<u64, StorageError> {
+        Ok(self.log.last_index().max(self.snapshot.metadata.index))
+    }
+
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        let snapshot_index = self.snapshot.metadata.index;
+        if index == snapshot_index {
+            return Ok(self.snapshot.metadata.term);
+        }
+        if index < snapshot_index {
+            return Err(StorageError::Compacted {
+                index,
+                first_index: snapshot_index + 1,
+            });
+        }
+        self.log.term(index).map_err(storage_error)
+    }
+
+    fn entries(&self, low: u64, high: u64, bytes_max: u64) -> Result<Vec<Entry>, StorageError> {
+        let entries = self
+            .log
+            .entries(low..high, bytes_max)
+            .map_err(storage_error)?;
+        entries.into_iter().map(from_log_entry).collect()
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+
+    fn snapshot_metadata(&self) -> Result<SnapshotMetadata, StorageError> {
+        Ok(self.snapshot.metadata.clone())
+    }
+}
