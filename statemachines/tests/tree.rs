@@ -937,3 +937,30 @@ fn watch_events_carry_the_index_of_the_write_that_fired_them() {
     let fired: WatchedEvent = codec::decode(&closed.events[0].events[0].payload, "event").unwrap();
     assert_eq!(fired.event_type, EventType::NodeDeleted);
 }
+
+#[test]
+fn multi_read_answers_each_read_on_its_own() {
+    let mut harness = tree();
+    created(&mut harness, 1, "/r", CreateMode::Persistent);
+    let query = TreeQuery::MultiRead(vec![
+        ReadOp::GetData { path: "/r".into() },
+        ReadOp::GetChildren {
+            path: "/missing".into(),
+        },
+        ReadOp::GetChildren { path: "/".into() },
+    ]);
+    let Ok(TreeResponse::MultiRead(answers)) = harness.query(1, query) else {
+        panic!()
+    };
+    assert!(matches!(&answers[0], Ok(TreeResponse::Data { data, .. }) if data == b"d"));
+    assert_eq!(
+        answers[1],
+        Err(TreeError::NoNode {
+            path: "/missing".into()
+        })
+    );
+    assert!(
+        matches!(&answers[2], Ok(TreeResponse::Children { children, .. }) if children.len() == 2)
+    );
+    assert_eq!(answers.len(), 3);
+}

@@ -825,6 +825,25 @@ impl TreeMachine {
                     .collect();
                 Ok(TreeResponse::Paths(paths))
             }
+            TreeQuery::MultiRead(queries) => {
+                if queries.len() > self.config.multi_ops_max {
+                    return Err(TreeError::BadArguments {
+                        path: String::new(),
+                    });
+                }
+                let answers = queries
+                    .iter()
+                    .map(|read| match read {
+                        ReadOp::GetData { path } => {
+                            self.read(session, &TreeQuery::GetData { path: path.clone() })
+                        }
+                        ReadOp::GetChildren { path } => {
+                            self.read(session, &TreeQuery::GetChildren { path: path.clone() })
+                        }
+                    })
+                    .collect();
+                Ok(TreeResponse::MultiRead(answers))
+            }
             TreeQuery::GetAllChildrenNumber { path } => {
                 self.existing_readable(session, path)?;
                 let prefix = if path == "/" {

@@ -397,6 +397,24 @@ pub enum TreeQuery {
         /// The node.
         path: String,
     },
+    /// `multiRead`: reads answered each on its own (not all-or-nothing), in order.
+    MultiRead(Vec<ReadOp>),
+}
+
+/// One read of a `multiRead`. A flat enum, so a hostile payload cannot nest reads deeply
+/// enough to exhaust the decoder's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadOp {
+    /// `getData`.
+    GetData {
+        /// The node.
+        path: String,
+    },
+    /// `getChildren`.
+    GetChildren {
+        /// The node.
+        path: String,
+    },
 }
 
 /// The result of one multi operation (`OpResult`).
@@ -472,6 +490,8 @@ pub enum TreeResponse {
     Done,
     /// A sync, with its path.
     Synced(String),
+    /// One answer per `MultiRead` query, in order.
+    MultiRead(Vec<TreeOutput>),
 }
 
 /// The output of every command and query.
