@@ -317,3 +317,184 @@ impl Storage for LogStorage {
         Ok(self.snapshot.metadata.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            kind: EntryKind::Normal,
+            payload: Bytes::from(format!("e{index}")),
+        }
+    }
+
+    fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        range.map(|index| entry(index, term)).collect()
+    }
+
+    #[test]
+    fn state_survives_reopen_and_bootstrap_applies_only_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let voters = Membership::with_voters([1, 2, 3]);
+        let mut storage = LogStorage::open(directory.path(), voters.clone()).unwrap();
+        assert_eq!(storage.initial_state().unwrap().membership, voters);
+        storage.append(&entries(1..=10, 1)).unwrap();
+        storage.append(&entries(8..=9, 2)).unwrap();
+        storage.sync().unwrap();
+        let hard_state = HardState {
+            term: 2,
+            vote: Some(3),
+            commit: 9,
+        };
+        storage.set_hard_state(hard_state, true).unwrap();
+        drop(storage);
+        let storage = LogStorage::open(directory.path(), Membership::with_voters([7])).unwrap();
+        let initial = storage.initial_state().unwrap();
+        assert_eq!(initial.hard_state, hard_state);
+        assert_eq!(
+            initial.membership, voters,
+            "bootstrap applies only to an empty directory"
+        );
+        assert_eq!(storage.last_index(), Ok(9));
+        assert_eq!(storage.term(7), Ok(1));
+        assert_eq!(storage.term(8), Ok(2));
+        assert_eq!(storage.entries(8, 10, u64::MAX).unwrap(), entries(8..=9, 2));
+    }
+
+    #[test]
+    fn compaction_keeps_the_snapshot_and_the_suffix_across_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        let voters = Membership::with_voters([1]);
+        let mut storage = LogStorage::open(directory.path(), voters.clone()).unwrap();
+        storage.append(&entries(1..=10, 1)).unwrap();
+        storage.sync().unwrap();
+        storage
+            .set_hard_state(
+                HardState {
+                    term: 1,
+                    vote: Some(1),
+                    commit: 10,
+                },
+                true,
+            )
+            .unwrap();
+        storage
+            .compact(5, Bytes::from_static(b"state at 5"), voters.clone())
+            .unwrap();
+        assert_eq!(storage.first_index(), Ok(6));
+        assert_eq!(storage.term(5), Ok(1));
+        assert!(matches!(
+            storage.entries(3, 6, u64::MAX),
+            Err(StorageError::Compacted { .. })
+        ));
+        drop(storage);
+        let storage = LogStorage::open(directory.path(), Membership::default()).unwrap();
+        assert_eq!(storage.first_index(), Ok(6));
+        assert_eq!(storage.last_index(), Ok(10));
+        let snapshot = storage.snapshot().unwrap();
+        assert_eq!(
+            snapshot.metadata,
+            SnapshotMetadata {
+                index: 5,
+                term: 1,
+                membership: voters
+            }
+        );
+        assert_eq!(snapshot.data, Bytes::from_static(b"state at 5"));
+        assert_eq!(
+            storage.entries(6, 11, u64::MAX).unwrap(),
+            entries(6..=10, 1)
+        );
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_log() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut storage = LogStorage::open(directory.path(), Membership::default()).unwrap();
+        storage.append(&entries(1..=4, 1)).unwrap();
+        storage.sync().unwrap();
+        let metadata = SnapshotMetadata {
+            index: 20,
+            term: 3,
+            membership: Membership::with_voters([1, 2]),
+        };
+        let snapshot = Snapshot {
+            metadata: metadata.clone(),
+            data: Bytes::from_static(b"leader state"),
+        };
+        storage.install_snapshot(snapshot.clone()).unwrap();
+        assert_eq!(
+            (storage.first_index(), storage.last_index()),
+            (Ok(21), Ok(20))
+        );
+        storage.append(&entries(21..=22, 3)).unwrap();
+        storage.sync().unwrap();
+        drop(storage);
+        let storage = LogStorage::open(directory.path(), Membership::default()).unwrap();
+        assert_eq!(storage.snapshot().unwrap(), snapshot);
+        assert_eq!(
+            storage.initial_state().unwrap().membership,
+            metadata.membership
+        );
+        assert_eq!(storage.initial_state().unwrap().hard_state.commit, 20);
+        assert_eq!(storage.term(20), Ok(3));
+        assert_eq!(
+            storage.entries(21, 23, u64::MAX).unwrap(),
+            entries(21..=22, 3)
+        );
+    }
+
+    #[test]
+    fn open_repairs_a_crash_between_snapshot_install_and_log_clearing() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut storage = LogStorage::open(directory.path(), Membership::with_voters([1])).unwrap();
+        storage.append(&entries(1..=10, 1)).unwrap();
+        storage.sync().unwrap();
+        // The snapshot (of another leader's history: term 2 at index 8) reached the store,
+        // but the process died before the log was cleared.
+        let metadata = SnapshotMetadata {
+            index: 8,
+            term: 2,
+            membership: Membership::with_voters([1]),
+        };
+        storage
+            .write_snapshot(&Snapshot {
+                metadata,
+                data: Bytes::from_static(b"s"),
+            })
+            .unwrap();
+        drop(storage);
+        let storage = LogStorage::open(directory.path(), Membership::default()).unwrap();
+        assert_eq!(
+            (storage.first_index(), storage.last_index()),
+            (Ok(9), Ok(8))
+        );
+        assert_eq!(storage.term(8), Ok(2));
+        drop(storage);
+        // When the log agrees with the snapshot, its suffix is kept.
+        let other = tempfile::tempdir().unwrap();
+        let mut storage = LogStorage::open(other.path(), Membership::with_voters([1])).unwrap();
+        storage.append(&entries(1..=10, 1)).unwrap();
+        storage.sync().unwrap();
+        let metadata = SnapshotMetadata {
+            index: 8,
+            term: 1,
+            membership: Membership::with_voters([1]),
+        };
+        storage
+            .write_snapshot(&Snapshot {
+                metadata,
+                data: Bytes::from_static(b"s"),
+            })
+            .unwrap();
+        drop(storage);
+        let storage = LogStorage::open(other.path(), Membership::default()).unwrap();
+        assert_eq!(
+            (storage.first_index(), storage.last_index()),
+            (Ok(9), Ok(10))
+        );
+    }
+}
