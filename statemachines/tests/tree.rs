@@ -964,3 +964,35 @@ fn multi_read_answers_each_read_on_its_own() {
     );
     assert_eq!(answers.len(), 3);
 }
+
+#[test]
+fn the_watch_bound_counts_distinct_watches() {
+    let mut harness = Harness::new(TreeMachine::new(TreeConfig {
+        watches_max: 2,
+        ..TreeConfig::default()
+    }));
+    let exists = |path: &str| TreeCommand::Exists {
+        path: path.into(),
+        watch: true,
+    };
+    harness.output(1, exists("/a")).unwrap();
+    harness.output(1, exists("/b")).unwrap();
+    assert_eq!(
+        harness.output(1, exists("/a")),
+        Ok(TreeResponse::Absent),
+        "already set"
+    );
+    assert_eq!(
+        harness.output(2, exists("/a")),
+        Err(TreeError::QuotaExceeded { path: "/a".into() })
+    );
+    let persistent = TreeCommand::AddWatch {
+        path: "/a".into(),
+        mode: AddWatchMode::Persistent,
+    };
+    assert_eq!(
+        harness.output(1, persistent),
+        Err(TreeError::QuotaExceeded { path: "/a".into() }),
+        "a persistent watch also needs a child-table slot"
+    );
+}

@@ -750,7 +750,15 @@ impl TreeMachine {
         mode: WatchMode,
     ) -> Result<(), TreeError> {
         let session = session.ok_or(TreeError::SessionExpired)?;
-        if self.data_watches.len() + self.child_watches.len() >= self.config.watches_max {
+        // Re-setting a watch the session already has adds nothing, so the bound allows it.
+        let adds_data = matches!(table, WatcherType::Data | WatcherType::Any)
+            && !self.data_watches.contains(path, session);
+        let adds_child = matches!(table, WatcherType::Children | WatcherType::Any)
+            && !self.child_watches.contains(path, session);
+        let added = u64::from(adds_data) + u64::from(adds_child);
+        if added > 0
+            && self.data_watches.len() + self.child_watches.len() + added > self.config.watches_max
+        {
             return Err(TreeError::QuotaExceeded {
                 path: path.to_string(),
             });

@@ -84,6 +84,13 @@ impl WatchTable {
         }
     }
 
+    /// Whether a session watches a path in this table.
+    pub fn contains(&self, path: &str, session: SessionId) -> bool {
+        self.paths
+            .get(path)
+            .is_some_and(|watchers| watchers.contains_key(&session))
+    }
+
     /// Removes a session's watch on a path; whether there was one.
     pub fn remove(&mut self, path: &str, session: SessionId) -> bool {
         let Some(watchers) = self.paths.get_mut(path) else {
