@@ -13,10 +13,14 @@ pub enum ReadMode {
     /// The lease starts when a quorum-acknowledged heartbeat round was sent and lasts
     /// `election_timeout_ticks - lease_drift_ticks` of the leader's ticks. It is safe as
     /// long as no follower's ticks run faster than the leader's by more than
-    /// `lease_drift_ticks` per election timeout, because a follower that acknowledged the
-    /// round refuses votes for `election_timeout_ticks` of its own ticks after it. A node
+    /// `lease_drift_ticks - 1` per election timeout (one tick of the allowance covers the
+    /// phase of ticks, so `lease_drift_ticks` must be at least 1), because a follower that
+    /// acknowledged the round refuses votes for `election_timeout_ticks` of its own ticks
+    /// after it. A node
     /// that restarts refuses votes for its first election timeout for the same reason (it
-    /// may have acknowledged a lease just before it crashed).
+    /// may have acknowledged a lease just before it crashed). A leader that sent TimeoutNow
+    /// serves no lease read for the rest of its term: the target's forced election ignores
+    /// leases.
     LeaseBased,
 }
 
@@ -114,6 +118,11 @@ impl Config {
             self.election_timeout_ticks <= 1_000_000,
             "election_timeout_ticks",
             "must be at most 1,000,000",
+        )?;
+        check(
+            self.lease_drift_ticks >= 1,
+            "lease_drift_ticks",
+            "must be at least 1 (tick phase alone needs one tick of margin)",
         )?;
         check(
             self.lease_drift_ticks < self.election_timeout_ticks,

@@ -78,6 +78,16 @@ pub(crate) struct Raft<S> {
     pending_reads: VecDeque<PendingRead>,
     round_start_ticks: VecDeque<(u64, u64)>,
     lease_start_tick: Option<u64>,
+    /// Set once this leader sent TimeoutNow in its term: the target may win a forced election
+    /// (forced votes ignore leases) at any moment, even after the transfer was abandoned, so
+    /// no lease read is served for the rest of the term.
+    lease_void: bool,
+    /// A TimeoutNow received in this term while a committed membership entry was unapplied:
+    /// the forced campaign runs once that entry is applied.
+    deferred_transfer_term: Option<u64>,
+    /// The term of the last hard state the application made durable (`RawNode::advance`).
+    /// A leader sends its own traffic before persisting only once its term is durable.
+    pub(crate) durable_term: u64,
     /// A restarted node behaves for one election timeout as if it had just heard from a
     /// leader: it may have acknowledged a leader's lease before the crash.
     restart_quarantine: bool,
@@ -95,12 +105,22 @@ impl<S: Storage> Raft<S> {
         config.validate()?;
         let state = storage.initial_state()?;
         let log = RaftLog::new(storage, config.applied_index)?;
+        // A crash between persisting entries and the hard state may leave the stored term
+        // below the last entry's term. This node cast no vote in any later term (that vote
+        // would have been persisted with its term first), so it resumes in the last entry's
+        // term without a vote.
+        let last_log_term = log.last_term()?;
+        let (term, vote) = if state.hard_state.term < last_log_term {
+            (last_log_term, None)
+        } else {
+            (state.hard_state.term, state.hard_state.vote)
+        };
         let id = config.id;
         let seed = config.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut raft = Raft {
             id,
-            term: state.hard_state.term,
-            vote: state.hard_state.vote,
+            term,
+            vote,
             leader: None,
             role: Role::Follower,
             log,
@@ -119,6 +139,9 @@ impl<S: Storage> Raft<S> {
             pending_reads: VecDeque::new(),
             round_start_ticks: VecDeque::new(),
             lease_start_tick: None,
+            lease_void: false,
+            deferred_transfer_term: None,
+            durable_term: state.hard_state.term,
             restart_quarantine: config.check_quorum && state.hard_state.term > 0,
             ticks: 0,
             messages: Vec::new(),
@@ -172,9 +195,10 @@ impl<S: Storage> Raft<S> {
 
     fn send(&mut self, message: Message) {
         assert!(message.to != self.id, "message to self");
-        // A leader's own traffic depends only on state that is already durable (its term was
-        // persisted before it could win), so it may leave before this Ready is persisted.
-        // Everything else, including a leader's answers to others, waits for persistence.
+        // A leader's own traffic may leave before this Ready is persisted only once its term is
+        // durable: a single voter wins inside one call, and if it crashed before persisting
+        // the term it could win that term again and send a different entry at the same
+        // (index, term). Everything else, including a leader's answers to others, waits.
         let leader_traffic = matches!(
             message.kind,
             MessageKind::Append
@@ -182,7 +206,7 @@ impl<S: Storage> Raft<S> {
                 | MessageKind::Snapshot
                 | MessageKind::TimeoutNow
         );
-        if self.role == Role::Leader && leader_traffic {
+        if self.role == Role::Leader && self.durable_term == self.term && leader_traffic {
             self.messages.push(message);
         } else {
             self.persisted_messages.push(message);
@@ -219,6 +243,7 @@ impl<S: Storage> Raft<S> {
         if term != self.term {
             self.term = term;
             self.vote = None;
+            self.deferred_transfer_term = None;
         }
         self.leader = None;
         self.election_elapsed_ticks = 0;
@@ -232,6 +257,7 @@ impl<S: Storage> Raft<S> {
         self.read_round_requested = false;
         self.round_start_ticks.clear();
         self.lease_start_tick = None;
+        self.lease_void = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -283,6 +309,15 @@ impl<S: Storage> Raft<S> {
         if !self.promotable() || self.role == Role::Leader {
             return Ok(());
         }
+        // Configurations take effect when applied. A committed but unapplied membership
+        // entry means the applied configuration may be out of date: an election under it
+        // could win with voters the cluster no longer has (etcd: "candidate should wait for
+        // applying all configuration changes"). This relies on `HardState::commit` being
+        // persisted, so a restarted node still knows what it knew to be committed.
+        let (applied, committed) = (self.log.applied, self.log.committed);
+        if self.membership_entry_between(applied, committed)? {
+            return Ok(());
+        }
         let (request_kind, request_term) = if kind == CampaignKind::PreVote {
             self.become_pre_candidate();
             (MessageKind::PreVote, self.term + 1)
@@ -305,6 +340,25 @@ impl<S: Storage> Raft<S> {
             self.send(request);
         }
         Ok(())
+    }
+
+    /// True if an entry in `(low, high]` is a membership entry; reads the log in pages of
+    /// `committed_entries_bytes_max`.
+    fn membership_entry_between(&self, low: u64, high: u64) -> Result<bool, Error> {
+        let mut next = low + 1;
+        while next <= high {
+            let page = self
+                .log
+                .entries(next, high + 1, self.config.committed_entries_bytes_max)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            if page.iter().any(|entry| entry.kind == EntryKind::Membership) {
+                return Ok(true);
+            }
+            next = last.index + 1;
+        }
+        Ok(false)
     }
 
     fn win_election(&mut self, pre_vote: bool) -> Result<(), Error> {
@@ -545,7 +599,16 @@ impl<S: Storage> Raft<S> {
                 self.leader = Some(message.from);
                 self.handle_snapshot(message)
             }
-            MessageKind::TimeoutNow => self.campaign(CampaignKind::Transfer),
+            MessageKind::TimeoutNow => {
+                let (applied, committed) = (self.log.applied, self.log.committed);
+                if self.membership_entry_between(applied, committed)? {
+                    // The leader handed over after committing a membership change this node
+                    // has not applied yet: campaign once it has (see take_committed_entries).
+                    self.deferred_transfer_term = Some(self.term);
+                    return Ok(());
+                }
+                self.campaign(CampaignKind::Transfer)
+            }
             _ => Ok(()),
         }
     }
@@ -824,6 +887,8 @@ impl<S: Storage> Raft<S> {
     }
 
     fn send_timeout_now(&mut self, to: NodeId) {
+        self.lease_start_tick = None;
+        self.lease_void = true;
         self.send(Message::new(
             MessageKind::TimeoutNow,
             self.id,
@@ -888,8 +953,10 @@ impl<S: Storage> Raft<S> {
 
     fn lease_valid(&self) -> bool {
         let lease_ticks = self.config.election_timeout_ticks - self.config.lease_drift_ticks;
-        self.lease_start_tick
-            .is_some_and(|start| self.ticks - start < lease_ticks)
+        !self.lease_void
+            && self
+                .lease_start_tick
+                .is_some_and(|start| self.ticks - start < lease_ticks)
     }
 
     pub(crate) fn read_index(&mut self, request_id: u64) -> Result<(), Error> {
@@ -1059,22 +1126,51 @@ impl<S: Storage> Raft<S> {
         {
             self.transfer_target = None;
         }
-        if self.membership.is_joint() {
-            // Leave the joint configuration automatically once it is in force.
-            let leave = Membership {
-                voters: self.membership.voters.clone(),
-                voters_outgoing: Default::default(),
-                learners: self.membership.learners.clone(),
-            };
-            let receipt = self.append_entries(&[(EntryKind::Membership, leave.encode())]);
-            self.pending_membership_index = receipt.last_index;
-        } else if !self.membership.is_voter(self.id) {
+        // The caller commits and replicates (new members included) after the whole batch.
+        if !self.membership.is_joint() && !self.membership.is_voter(self.id) {
             // Removed: hand over to the most caught-up voter, then step down.
             self.hand_over_and_step_down();
+        }
+        Ok(())
+    }
+
+    /// Leaves joint consensus automatically (etcd's auto-leave): a leader that applied
+    /// everything up to its last membership change and finds the configuration joint, with
+    /// no leave entry already in `(applied, last]`, appends the leave entry. This covers a
+    /// leader elected after the joint entry was applied elsewhere, whose predecessor's
+    /// leave entry was lost, without ever appending a second leave entry.
+    /// Returns true if it appended; the caller replicates.
+    fn maybe_leave_joint(&mut self) -> Result<bool, Error> {
+        if self.role != Role::Leader
+            || !self.membership.is_joint()
+            || self.pending_membership_index > self.log.applied
+        {
+            return Ok(false);
+        }
+        if self.membership_entry_between(self.log.applied, self.log.last_index())? {
+            return Ok(false);
+        }
+        let leave = Membership {
+            voters: self.membership.voters.clone(),
+            voters_outgoing: Default::default(),
+            learners: self.membership.learners.clone(),
+        };
+        let receipt = self.append_entries(&[(EntryKind::Membership, leave.encode())]);
+        self.pending_membership_index = receipt.last_index;
+        Ok(true)
+    }
+
+    /// Runs the forced campaign of a TimeoutNow that arrived before a committed membership
+    /// entry was applied, once everything committed is applied, if still in that term.
+    fn maybe_run_deferred_transfer(&mut self) -> Result<(), Error> {
+        if self.deferred_transfer_term != Some(self.term)
+            || self.role != Role::Follower
+            || self.log.applied < self.log.committed
+        {
             return Ok(());
         }
-        self.maybe_commit()?;
-        self.broadcast_append()
+        self.deferred_transfer_term = None;
+        self.campaign(CampaignKind::Transfer)
     }
 
     fn hand_over_and_step_down(&mut self) {
@@ -1141,6 +1237,7 @@ impl<S: Storage> Raft<S> {
             return Ok(entries);
         };
         self.log.applied = last.index;
+        let mut membership_applied = false;
         for entry in &entries {
             if self.role == Role::Leader && entry.index > self.term_start_index {
                 self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(entry.size_bytes());
@@ -1148,8 +1245,15 @@ impl<S: Storage> Raft<S> {
             if entry.kind == EntryKind::Membership {
                 let membership = Membership::decode(&entry.payload)?;
                 self.apply_membership(membership)?;
+                membership_applied = true;
             }
         }
+        let left_joint = self.maybe_leave_joint()?;
+        if self.role == Role::Leader && (membership_applied || left_joint) {
+            self.maybe_commit()?;
+            self.broadcast_append()?;
+        }
+        self.maybe_run_deferred_transfer()?;
         Ok(entries)
     }
 

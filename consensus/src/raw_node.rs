@@ -20,14 +20,17 @@ use crate::types::{
 /// Carry it out in this order; each step says when a field may be acted on:
 ///
 /// 1. `messages` may be sent **at once**, before or while persisting. They are the leader's
-///    own traffic (appends, heartbeats, snapshots, TimeoutNow), which depends only on state
-///    that was durable before the leader could win. This is how the leader replicates new
+///    own traffic (appends, heartbeats, snapshots, TimeoutNow) once its term is durable (a
+///    leader whose term is still in this batch's `hard_state`, e.g. a single voter that won
+///    inside one call, puts them in `persisted_messages` instead). This is how the leader replicates new
 ///    entries to followers in parallel with its own fsync (thesis 10.2.1): its own copy
 ///    counts towards commitment only after `advance`, i.e. once it is durable.
 /// 2. Persist, atomically with respect to a crash or in this order: `snapshot` (if any,
 ///    replacing the log and state machine), then `entries` (the first entry's index may be
 ///    at or below the stored last index: truncate the stored log from there first), then
-///    `hard_state`. Sync to disk if `must_sync`.
+///    `hard_state` (including its `commit`, which is mandatory). Sync to disk if
+///    `must_sync`. A crash between `entries` and `hard_state` may leave the stored term
+///    below the last entry's term; the node then restarts in that entry's term with no vote.
 /// 3. Only then send `persisted_messages`: votes and append acknowledgements promise that
 ///    the state in step 2 is durable.
 /// 4. Apply `committed_entries` in order (they may include entries from step 2, so not
@@ -231,6 +234,9 @@ impl<S: Storage> RawNode<S> {
             "advance() with a batch that is not the outstanding one"
         );
         self.outstanding_ready = None;
+        if let Some(hard_state) = &ready.hard_state {
+            self.raft.durable_term = hard_state.term;
+        }
         if let Some(snapshot) = &ready.snapshot {
             self.raft.log.stable_snapshot_to(snapshot.metadata.index);
             self.applied = self.applied.max(snapshot.metadata.index);

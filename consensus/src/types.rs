@@ -55,8 +55,10 @@ pub struct HardState {
     pub term: u64,
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
-    /// The highest index known to be committed. Persisting it is an optimisation (it lets a
-    /// restarted node apply sooner); it never exceeds the last persisted index.
+    /// The highest index known to be committed; it never exceeds the last persisted index.
+    /// Persisting it is mandatory: a node refuses to campaign while a membership entry lies
+    /// in `(applied, commit]` (its applied configuration may be out of date), and after a
+    /// restart it knows what was committed only from this field.
     pub commit: u64,
 }
 
