@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub proposal_batch_entries_max: usize,
     /// The most peer messages stepped before the driver looks at its Ready again.
     pub inbox_messages_max: usize,
+    /// The most batches of work queued for the apply task before the driver waits.
+    pub apply_queue_batches_max: usize,
     /// Take a snapshot once this many entries were applied since the last one.
     pub snapshot_entries_threshold: u64,
     /// Or once this many payload bytes were applied since the last one.
@@ -55,6 +57,7 @@ impl NodeConfig {
             request_queue_max: 4096,
             proposal_batch_entries_max: 1024,
             inbox_messages_max: 1024,
+            apply_queue_batches_max: 1024,
             snapshot_entries_threshold: 10_000,
             snapshot_bytes_threshold: 64 * 1024 * 1024,
             command_bytes_max: 1024 * 1024,
@@ -98,6 +101,11 @@ impl NodeConfig {
         check(
             self.inbox_messages_max > 0,
             "inbox_messages_max",
+            "must be > 0",
+        )?;
+        check(
+            self.apply_queue_batches_max > 0,
+            "apply_queue_batches_max",
             "must be > 0",
         )?;
         check(

@@ -10,8 +10,9 @@ use conclave_transport::{GrpcTransport, Transport, TransportConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::node::application::Application;
+use crate::node::apply::Applier;
 use crate::node::config::NodeConfig;
-use crate::node::driver::{Driver, Request};
+use crate::node::driver::{Channels, Driver, Request};
 use crate::node::error::NodeError;
 use crate::node::storage::LogStorage;
 
@@ -56,18 +57,32 @@ impl Node {
             reason: "start inside tokio".into(),
         })?;
         let id = config.id;
-        let driver = Driver::new(
-            config,
-            storage,
-            application,
-            transport.clone(),
+        let (work, work_receiver) = std::sync::mpsc::sync_channel(config.apply_queue_batches_max);
+        let (taken, taken_receiver) = mpsc::unbounded_channel();
+        let thresholds = (
+            config.snapshot_entries_threshold,
+            config.snapshot_bytes_threshold,
+        );
+        let applier = Applier::new(application, storage.current_snapshot(), thresholds, taken)?;
+        let channels = Channels {
             inbox,
-            request_receiver,
-            runtime,
-        )?;
+            requests: request_receiver,
+            work,
+            taken: taken_receiver,
+        };
+        let driver = Driver::new(config, storage, transport.clone(), channels, runtime)?;
+        let apply_thread = std::thread::Builder::new()
+            .name(format!("conclave-apply-{id}"))
+            .spawn(move || applier.run(work_receiver))
+            .map_err(|error| NodeError::Storage(format!("spawn apply task: {error}")))?;
         let driver = std::thread::Builder::new()
             .name(format!("conclave-node-{id}"))
-            .spawn(move || driver.run())
+            .spawn(move || {
+                let result = driver.run();
+                // The driver dropped the apply queue: the apply task answers its waiters.
+                let applied = apply_thread.join().map_err(|_| NodeError::Stopped);
+                result.and(applied.and_then(|inner| inner))
+            })
             .map_err(|error| NodeError::Storage(format!("spawn driver: {error}")))?;
         Ok(Node {
             id,

@@ -22,6 +22,7 @@
 //!    acknowledged is durable.
 
 mod application;
+mod apply;
 mod config;
 mod driver;
 mod envelope;
