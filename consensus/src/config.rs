@@ -58,6 +58,9 @@ pub struct Config {
     pub proposal_entries_max: usize,
     /// The most bytes of committed entries handed out in one `Ready`.
     pub committed_entries_bytes_max: u64,
+    /// The most reads a leader keeps waiting for their heartbeat round; without
+    /// check-quorum a partitioned leader would otherwise queue them forever.
+    pub pending_reads_max: usize,
     /// The index the application has already applied when the core starts (zero means the
     /// snapshot's index).
     pub applied_index: u64,
@@ -85,6 +88,7 @@ impl Config {
             uncommitted_bytes_max: 256 * 1024 * 1024,
             proposal_entries_max: 4096,
             committed_entries_bytes_max: 64 * 1024 * 1024,
+            pending_reads_max: 4096,
             applied_index: 0,
             #[cfg(feature = "bug-injection")]
             injected_bug: None,
@@ -162,6 +166,11 @@ impl Config {
         check(
             self.proposal_entries_max > 0,
             "proposal_entries_max",
+            "must be > 0",
+        )?;
+        check(
+            self.pending_reads_max > 0,
+            "pending_reads_max",
             "must be > 0",
         )?;
         check(

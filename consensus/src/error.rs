@@ -55,6 +55,12 @@ pub enum Error {
         /// The configured bound.
         bytes_max: u64,
     },
+    /// `pending_reads_max` reads already wait for a heartbeat round; retry later.
+    #[error("{reads_max} reads are already pending")]
+    PendingReadsExceeded {
+        /// The configured bound.
+        reads_max: usize,
+    },
     /// The batch holds more entries than `proposal_entries_max`, or none.
     #[error("proposal batch of {entries} entries is outside 1..={entries_max}")]
     BatchSize {

@@ -901,6 +901,15 @@ impl<S: Storage> Raft<S> {
     fn broadcast_heartbeat(&mut self) {
         self.read_round += 1;
         let round = self.read_round;
+        // A round that started a lease length ago can no longer start a valid lease; without
+        // check-quorum a partitioned leader would otherwise keep every round forever.
+        let lease_ticks = self.config.election_timeout_ticks - self.config.lease_drift_ticks;
+        while let Some((_, start)) = self.round_start_ticks.front().copied() {
+            if self.ticks - start < lease_ticks {
+                break;
+            }
+            self.round_start_ticks.pop_front();
+        }
         self.round_start_ticks.push_back((round, self.ticks));
         if self.committed_in_current_term() {
             let committed = self.log.committed;
@@ -972,6 +981,10 @@ impl<S: Storage> Raft<S> {
                 index: self.log.committed,
             });
             return Ok(());
+        }
+        let reads_max = self.config.pending_reads_max;
+        if self.pending_reads.len() >= reads_max {
+            return Err(Error::PendingReadsExceeded { reads_max });
         }
         self.pending_reads.push_back(PendingRead {
             request_id,
@@ -1285,6 +1298,9 @@ impl<S: Storage> Raft<S> {
                 if progress.inflights.count() > self.config.inflight_messages_max {
                     return fail(format!("inflight bound broken for {id}"));
                 }
+            }
+            if self.pending_reads.len() > self.config.pending_reads_max {
+                return fail("pending reads bound broken".into());
             }
         }
         if self.role == Role::Candidate && self.vote != Some(self.id) {

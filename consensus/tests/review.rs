@@ -276,3 +276,28 @@ fn review_7_restart_after_entries_persisted_without_their_hard_state() {
     let hard_state = node.status().hard_state;
     assert_eq!((hard_state.term, hard_state.vote), (2, None));
 }
+
+/// Item 8: without check-quorum a partitioned leader never steps down; its queue of reads
+/// waiting for a round is bounded by `pending_reads_max`.
+#[test]
+fn review_8_pending_reads_are_bounded_on_a_partitioned_leader() {
+    fn bounded(config: &mut Config) {
+        plain(config);
+        config.check_quorum = false;
+        config.pending_reads_max = 3;
+    }
+    let mut cluster = Cluster::new(&[1, 2, 3], bounded);
+    cluster.campaign(1);
+    cluster.isolate(1);
+    for request_id in 0..3 {
+        cluster.node(1).read_index(request_id).expect("read");
+        cluster.tick(1, 5);
+        cluster.stabilize();
+    }
+    assert_eq!(cluster.role(1), Role::Leader);
+    assert_eq!(
+        cluster.node(1).read_index(3),
+        Err(Error::PendingReadsExceeded { reads_max: 3 })
+    );
+    assert!(cluster.read_states[&1].is_empty());
+}
