@@ -1,5 +1,5 @@
 //! The node: a Raft core, its durable storage, its transport and the application it
-//! replicates, run by one driver thread.
+//! replicates, run by a driver thread and an apply thread.
 //!
 //! Lifecycle:
 //!
@@ -13,11 +13,13 @@
 //!    snapshot are replayed into the application through the normal apply path.
 //! 3. **Run**: the driver thread waits for the next tick (a tokio interval), peer message or
 //!    client request; it feeds every available input to the core (proposals batched into
-//!    one `propose` call), then carries out each `Ready` (see `driver.rs`).
-//! 4. **Snapshot** by policy (entries or bytes applied since the last one): the application
-//!    writes its state, the snapshot store installs it, and the log is compacted. A follower
-//!    that needs compacted entries is sent the snapshot, which the transport streams in
-//!    chunks.
+//!    one `propose` call), then carries out each `Ready` (see `driver.rs`). Committed
+//!    entries and confirmed reads go, in order, to the apply task (`apply.rs`), a thread
+//!    that owns the application, so applying overlaps the driver's next write and fsync.
+//! 4. **Snapshot** by policy (entries or bytes applied since the last one): the apply task
+//!    writes the application's state and hands it to the driver, which stores it and
+//!    compacts the log. A follower that needs compacted entries is sent the snapshot, which
+//!    the transport streams in chunks.
 //! 5. **Stop**: [`Node::stop`] ends the driver after its current batch; what was
 //!    acknowledged is durable.
 
