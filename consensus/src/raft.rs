@@ -760,6 +760,9 @@ impl<S: Storage> Raft<S> {
         if self.transfer_target == Some(from) && caught_up {
             self.send_timeout_now(from);
         }
+        if self.role == Role::Leader && self.is_removed() {
+            self.maybe_hand_over()?;
+        }
         Ok(())
     }
 
@@ -1015,7 +1018,7 @@ impl<S: Storage> Raft<S> {
                 leader: self.leader,
             });
         }
-        if self.transfer_target.is_some() {
+        if self.transfer_target.is_some() || self.is_removed() {
             return Err(Error::TransferInProgress);
         }
         Ok(())
@@ -1140,11 +1143,17 @@ impl<S: Storage> Raft<S> {
             self.transfer_target = None;
         }
         // The caller commits and replicates (new members included) after the whole batch.
-        if !self.membership.is_joint() && !self.membership.is_voter(self.id) {
-            // Removed: hand over to the most caught-up voter, then step down.
-            self.hand_over_and_step_down();
+        if self.is_removed() {
+            self.maybe_hand_over()?;
         }
         Ok(())
+    }
+
+    /// True if the membership in force (non-joint) no longer has this node as a voter.
+    fn is_removed(&self) -> bool {
+        !self.membership.voters.is_empty()
+            && !self.membership.is_joint()
+            && !self.membership.is_voter(self.id)
     }
 
     /// Leaves joint consensus automatically (etcd's auto-leave): a leader that applied
@@ -1186,7 +1195,11 @@ impl<S: Storage> Raft<S> {
         self.campaign(CampaignKind::Transfer)
     }
 
-    fn hand_over_and_step_down(&mut self) {
+    /// A removed leader hands over to a voter that holds its whole log, then steps down.
+    /// Until one does, it keeps leading (accepting no proposals): the new voters may not yet
+    /// know that their configuration committed, and would then still need the removed
+    /// voters' votes, which go only to a log as up to date as theirs.
+    fn maybe_hand_over(&mut self) -> Result<(), Error> {
         let last_index = self.log.last_index();
         let successor = self
             .membership
@@ -1194,12 +1207,17 @@ impl<S: Storage> Raft<S> {
             .iter()
             .filter_map(|id| self.progress.get(id).map(|p| (p.matched, *id)))
             .max();
-        if let Some((matched, id)) = successor
-            && matched == last_index
-        {
-            self.send_timeout_now(id);
+        match successor {
+            Some((matched, id)) if matched == last_index => {
+                self.send_timeout_now(id);
+                self.become_follower(self.term, None);
+            }
+            Some((_, id)) => {
+                self.maybe_send_append(id, true)?;
+            }
+            None => self.become_follower(self.term, None),
         }
-        self.become_follower(self.term, None);
+        Ok(())
     }
 
     pub(crate) fn transfer_leadership(&mut self, target: NodeId) -> Result<(), Error> {

@@ -2,9 +2,9 @@
 //!
 //! Each check names the property of the Raft paper (Figure 3) it enforces.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use conclave_consensus::{Entry, MemoryStorage, NodeId, RawNode, Role, Storage};
+use conclave_consensus::{Entry, Membership, MemoryStorage, NodeId, RawNode, Role, Storage};
 
 use super::node::{SimNode, fnv1a};
 
@@ -133,7 +133,7 @@ impl Checker {
             }
             self.check_committed(node, commit, status.hard_state.term)?;
         }
-        Ok(())
+        check_commits_durable_on_a_quorum(nodes)
     }
 
     /// Election safety (paper 5.2): at most one leader per term. Leader completeness
@@ -206,6 +206,82 @@ impl Checker {
         node.commit_checked = commit;
         self.committed_max = self.committed_max.max(commit);
         Ok(())
+    }
+}
+
+/// Committed means durable on a quorum (paper 5.3, Figure 2): whenever a leader's commit
+/// index advances within its term, a quorum of its membership (before or after this step,
+/// as a membership entry applied in the step may have changed it) holds the entry at that
+/// index on disk, or a snapshot covering it. The volatile commit index alone could hide a
+/// leader that counted a write still in flight.
+fn check_commits_durable_on_a_quorum(nodes: &mut BTreeMap<NodeId, SimNode>) -> Result<(), String> {
+    let mut views = Vec::new();
+    for node in nodes.values() {
+        let Some(core) = node.core.as_ref().filter(|_| !node.decommissioned) else {
+            continue;
+        };
+        let status = core.status();
+        if status.soft_state.role != Role::Leader {
+            continue;
+        }
+        let (term, commit) = (status.hard_state.term, status.hard_state.commit);
+        let entry_term = core
+            .term(commit)
+            .map_err(|e| format!("node {}: {e}", node.id))?;
+        views.push((node.id, term, commit, entry_term, status.membership));
+    }
+    let mut leaders = BTreeSet::new();
+    for (id, term, commit, entry_term, membership) in views {
+        leaders.insert(id);
+        let previous = nodes.get(&id).and_then(|n| n.leader_view.clone());
+        if let Some((previous_term, previous_commit, previous_membership)) = previous
+            && previous_term == term
+            && commit > previous_commit
+        {
+            let holds = |voter: &NodeId| durably_holds(nodes.get(voter), commit, entry_term);
+            let quorum_in = |membership: &Membership| {
+                let majority = |voters: &BTreeSet<NodeId>| {
+                    voters.is_empty()
+                        || voters.iter().filter(|v| holds(v)).count() * 2 > voters.len()
+                };
+                majority(&membership.voters) && majority(&membership.voters_outgoing)
+            };
+            if !quorum_in(&previous_membership) && !quorum_in(&membership) {
+                return Err(format!(
+                    "committed but not durable: leader {id} of term {term} committed index \
+                     {commit} (term {entry_term}), which no quorum of {membership:?} holds on disk"
+                ));
+            }
+        }
+        if let Some(node) = nodes.get_mut(&id) {
+            node.leader_view = Some((term, commit, membership));
+        }
+    }
+    for node in nodes.values_mut() {
+        if !leaders.contains(&node.id) {
+            node.leader_view = None;
+        }
+    }
+    Ok(())
+}
+
+/// True if `node`'s disk (running or crashed) holds `(index, term)` or a snapshot past it.
+fn durably_holds(node: Option<&SimNode>, index: u64, term: u64) -> bool {
+    let Some(node) = node else {
+        return false;
+    };
+    let storage = node
+        .core
+        .as_ref()
+        .map(|core| core.storage())
+        .or(node.storage.as_ref());
+    let Some(storage) = storage else {
+        return false;
+    };
+    match storage.first_index() {
+        Ok(first) if index < first => true,
+        Ok(_) => storage.term(index) == Ok(term),
+        Err(_) => false,
     }
 }
 

@@ -112,6 +112,9 @@ pub struct SimNode {
     pub persisted_commit_seen: u64,
     /// The highest index whose committed term this node was checked against.
     pub commit_checked: u64,
+    /// While leading: the term, commit index and membership at the last check, to confirm
+    /// that each commit it makes is durable on a quorum.
+    pub leader_view: Option<(u64, u64, Membership)>,
 }
 
 impl SimNode {
@@ -137,6 +140,7 @@ impl SimNode {
             applied_seen: 0,
             persisted_commit_seen: 0,
             commit_checked: 0,
+            leader_view: None,
         })
     }
 
@@ -151,6 +155,7 @@ impl SimNode {
             self.storage = Some(core.into_storage());
         }
         self.disk = None;
+        self.leader_view = None;
     }
 
     /// Restarts a crashed node from its disk.

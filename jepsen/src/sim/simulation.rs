@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use conclave_consensus::{
-    Config, EntryKind, Membership, MembershipChange, MemoryStorage, Message, MessageKind, NodeId,
-    Prng, ReadMode, Role, Storage,
+    Config, EntryKind, Error, Membership, MembershipChange, MemoryStorage, Message, MessageKind,
+    NodeId, Prng, ReadMode, Role, Storage,
 };
 
 use super::checker::Checker;
@@ -30,6 +30,8 @@ pub struct Simulation<'a> {
     /// Nodes added as learners whose addition has not been applied anywhere yet.
     joining: BTreeSet<NodeId>,
     membership_index_max: u64,
+    /// The membership at `membership_index_max`.
+    latest_membership: Membership,
     membership_changes: u64,
     /// Reads asked and the committed index known anywhere when they were asked.
     pending_reads: BTreeMap<u64, u64>,
@@ -57,6 +59,10 @@ impl<'a> Simulation<'a> {
         node_config.inflight_messages_max = prng.range(1, 5) as usize;
         node_config.message_bytes_max = prng.range(64, 1024);
         node_config.inflight_bytes_max = node_config.message_bytes_max * prng.range(1, 8);
+        if prng.chance(1, 3) {
+            // Small apply pages keep committed membership entries unapplied for a while.
+            node_config.committed_entries_bytes_max = prng.range(1, 128);
+        }
         if let Some(configure) = options.configure_node {
             configure(&mut node_config);
         }
@@ -81,6 +87,7 @@ impl<'a> Simulation<'a> {
             next_payload: 0,
             joining: BTreeSet::new(),
             membership_index_max: 0,
+            latest_membership: Membership::default(),
             membership_changes: 0,
             pending_reads: BTreeMap::new(),
             next_read_id: 1,
@@ -103,6 +110,7 @@ impl<'a> Simulation<'a> {
             self.step(false)?;
             if self.liveness_reached()? {
                 self.report.liveness_ticks = (self.now - safety_units) / TICK_UNITS;
+                self.check_not_stuck_joint()?;
                 break;
             }
             if self.now >= deadline {
@@ -164,13 +172,16 @@ impl<'a> Simulation<'a> {
         self.deliver_messages().map_err(|e| self.fail_at(e))?;
         self.complete_disk_writes().map_err(|e| self.fail_at(e))?;
         self.take_readies().map_err(|e| self.fail_at(e))?;
+        // Check before faults: a leader that commits and crashes in the same step must be
+        // seen committing.
+        self.checker
+            .after_step(&mut self.nodes)
+            .map_err(|e| self.fail_at(e))?;
+        self.decommission_removed();
         if faults {
             self.inject_faults().map_err(|e| self.fail_at(e))?;
         }
-        self.client().map_err(|e| self.fail_at(e))?;
-        self.checker
-            .after_step(&mut self.nodes)
-            .map_err(|e| self.fail_at(e))
+        self.client().map_err(|e| self.fail_at(e))
     }
 
     fn tick_nodes(&mut self) -> Result<(), String> {
@@ -335,7 +346,8 @@ impl<'a> Simulation<'a> {
         Ok(())
     }
 
-    /// Once a removal is applied (so committed), the operator shuts the node down for good.
+    /// Records the newest membership applied anywhere; removed nodes are shut down later
+    /// (see `decommission_removed`).
     fn on_membership_applied(&mut self, index: u64, membership: &Membership) {
         if index <= self.membership_index_max {
             return;
@@ -343,6 +355,31 @@ impl<'a> Simulation<'a> {
         self.membership_index_max = index;
         let members = membership.members();
         self.joining.retain(|id| !members.contains(id));
+        self.latest_membership = membership.clone();
+    }
+
+    /// The operator shuts removed nodes down for good, but only once a majority of the new
+    /// voters applied their removal (before that, the survivors may still need the removed
+    /// nodes' votes under the configuration they applied), and then only after a random
+    /// while, during which the removed nodes may try to disrupt the cluster.
+    fn decommission_removed(&mut self) {
+        let membership = &self.latest_membership;
+        if membership.is_joint() || membership.voters.is_empty() {
+            return;
+        }
+        let applied = membership
+            .voters
+            .iter()
+            .filter(|id| {
+                self.nodes.get(id).is_some_and(|n| {
+                    n.is_up() && n.machine.applied_index >= self.membership_index_max
+                })
+            })
+            .count();
+        if applied * 2 <= membership.voters.len() || !self.prng.chance(1, 100) {
+            return;
+        }
+        let members = membership.members();
         for node in self.nodes.values_mut() {
             if !members.contains(&node.id)
                 && !self.joining.contains(&node.id)
@@ -472,39 +509,96 @@ impl<'a> Simulation<'a> {
         else {
             return Ok(());
         };
-        let change = if let Some(learner) = membership.learners.iter().next() {
-            MembershipChange::AddVoter(*learner)
-        } else if membership.voters.len() > self.options.node_count {
-            let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
-            let Some(voter) = self.pick(&voters) else {
-                return Ok(());
-            };
-            MembershipChange::Remove(voter)
-        } else {
-            MembershipChange::AddLearner(self.next_node_id)
-        };
+        let changes = self.next_membership_changes(&membership);
         let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
             return Ok(());
         };
-        if core.propose_membership(&[change]).is_err() {
-            return Ok(());
+        match core.propose_membership(&changes) {
+            Ok(_) => {}
+            // The leader is busy with a change or a transfer: expected, try again later.
+            Err(Error::MembershipChangePending | Error::TransferInProgress) => return Ok(()),
+            Err(error) => {
+                return Err(format!(
+                    "leader {leader} refused membership change {changes:?}: {error}"
+                ));
+            }
         }
         self.membership_changes += 1;
         self.report.membership_changes += 1;
-        self.trace_event(format!("membership {change:?} via {leader}"));
-        if let MembershipChange::AddLearner(id) = change {
-            // A fresh node with a fresh id: reusing an id would let stale messages of the
-            // old node pass for the new one.
-            self.next_node_id += 1;
-            let mut config = self.node_config.clone();
-            config.id = id;
-            let phase = self.prng.range(0, TICK_UNITS);
-            let storage = MemoryStorage::new(Membership::default());
-            self.nodes
-                .insert(id, SimNode::start(id, config, storage, phase)?);
-            self.joining.insert(id);
+        self.trace_event(format!("membership {changes:?} via {leader}"));
+        for change in changes {
+            if let MembershipChange::AddLearner(id) = change {
+                // A fresh node with a fresh id: reusing an id would let stale messages of the
+                // old node pass for the new one.
+                self.next_node_id = self.next_node_id.max(id + 1);
+                let mut config = self.node_config.clone();
+                config.id = id;
+                let phase = self.prng.range(0, TICK_UNITS);
+                let storage = MemoryStorage::new(Membership::default());
+                self.nodes
+                    .insert(id, SimNode::start(id, config, storage, phase)?);
+                self.joining.insert(id);
+            }
         }
         Ok(())
+    }
+
+    /// The next change: add one or two fresh learners; promote every learner, half the time
+    /// swapping out as many old voters in the same joint change; or remove the extra voters
+    /// (one or two at once) down to the initial count.
+    fn next_membership_changes(&mut self, membership: &Membership) -> Vec<MembershipChange> {
+        let mut voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        if !membership.learners.is_empty() {
+            let mut changes: Vec<MembershipChange> = membership
+                .learners
+                .iter()
+                .map(|id| MembershipChange::AddVoter(*id))
+                .collect();
+            if self.prng.chance(1, 2) {
+                for _ in 0..membership.learners.len().min(voters.len()) {
+                    let position = self.prng.range(0, voters.len() as u64) as usize;
+                    changes.push(MembershipChange::Remove(voters.remove(position)));
+                }
+            }
+            return changes;
+        }
+        let extra = voters.len().saturating_sub(self.options.node_count);
+        if extra > 0 {
+            let count = extra.min(self.prng.range(1, 3) as usize);
+            let mut changes = Vec::new();
+            for _ in 0..count {
+                let position = self.prng.range(0, voters.len() as u64) as usize;
+                changes.push(MembershipChange::Remove(voters.remove(position)));
+            }
+            return changes;
+        }
+        let count = if self.prng.chance(1, 3) { 2 } else { 1 };
+        (0..count)
+            .map(|offset| MembershipChange::AddLearner(self.next_node_id + offset))
+            .collect()
+    }
+
+    /// After liveness: the cluster must leave any joint configuration by itself.
+    fn check_not_stuck_joint(&mut self) -> Result<(), String> {
+        let deadline = self.now + self.options.liveness_ticks_max * TICK_UNITS;
+        loop {
+            let joint = self.leader().and_then(|leader| {
+                self.nodes[&leader]
+                    .core
+                    .as_ref()
+                    .map(|c| c.status().membership.is_joint())
+            });
+            if joint == Some(false) {
+                return Ok(());
+            }
+            if self.now >= deadline {
+                return Err(self.fail_at(format!(
+                    "stuck in joint consensus {} ticks after liveness (leader joint: {joint:?})",
+                    self.options.liveness_ticks_max
+                )));
+            }
+            self.step(false)?;
+        }
     }
 
     fn transfer(&mut self) {
@@ -600,8 +694,21 @@ impl<'a> Simulation<'a> {
         Ok(())
     }
 
+    /// Asks a random node that believes it leads, deposed or not: a stale lease or a
+    /// ReadIndex confirmed by the wrong quorum shows up as a read below a committed index.
     fn read(&mut self) {
-        let Some(leader) = self.leader() else {
+        let believers: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.is_up())
+            .filter(|n| {
+                n.core
+                    .as_ref()
+                    .is_some_and(|c| c.status().soft_state.role == Role::Leader)
+            })
+            .map(|n| n.id)
+            .collect();
+        let Some(leader) = self.pick(&believers) else {
             return;
         };
         let request_id = self.next_read_id;
