@@ -67,4 +67,7 @@ pub enum InjectedBug {
     CommitOldTermByCounting,
     /// Grant votes without the log up-to-date check (violates paper 5.4.1).
     VoteWithoutLogCheck,
+    /// Campaign while a committed membership entry is not yet applied, i.e. under a
+    /// configuration that may be out of date (review finding 1).
+    CampaignWithUnappliedMembership,
 }

@@ -315,7 +315,9 @@ impl<S: Storage> Raft<S> {
         // applying all configuration changes"). This relies on `HardState::commit` being
         // persisted, so a restarted node still knows what it knew to be committed.
         let (applied, committed) = (self.log.applied, self.log.committed);
-        if self.membership_entry_between(applied, committed)? {
+        if !self.bug_campaigns_with_unapplied_membership()
+            && self.membership_entry_between(applied, committed)?
+        {
             return Ok(());
         }
         let (request_kind, request_term) = if kind == CampaignKind::PreVote {
@@ -601,7 +603,9 @@ impl<S: Storage> Raft<S> {
             }
             MessageKind::TimeoutNow => {
                 let (applied, committed) = (self.log.applied, self.log.committed);
-                if self.membership_entry_between(applied, committed)? {
+                if !self.bug_campaigns_with_unapplied_membership()
+                    && self.membership_entry_between(applied, committed)?
+                {
                     // The leader handed over after committing a membership change this node
                     // has not applied yet: campaign once it has (see take_committed_entries).
                     self.deferred_transfer_term = Some(self.term);
@@ -808,6 +812,16 @@ impl<S: Storage> Raft<S> {
 
     #[cfg(not(feature = "bug-injection"))]
     fn bug_commits_old_terms(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "bug-injection")]
+    fn bug_campaigns_with_unapplied_membership(&self) -> bool {
+        self.config.injected_bug == Some(crate::InjectedBug::CampaignWithUnappliedMembership)
+    }
+
+    #[cfg(not(feature = "bug-injection"))]
+    fn bug_campaigns_with_unapplied_membership(&self) -> bool {
         false
     }
 

@@ -26,9 +26,14 @@ fn first_failure(
     without_bug: fn(&mut Config),
     node_count: usize,
 ) -> Option<SimFailure> {
-    let buggy = options(with_bug, node_count);
+    first_failure_with(
+        options(with_bug, node_count),
+        options(without_bug, node_count),
+    )
+}
+
+fn first_failure_with(buggy: SimOptions, correct: SimOptions) -> Option<SimFailure> {
     let failure = (0..SEEDS_MAX).find_map(|seed| run_seed(seed, &buggy).err())?;
-    let correct = options(without_bug, node_count);
     if let Err(control) = run_seed(failure.seed, &correct) {
         panic!("the seed also fails without the bug: {control}");
     }
@@ -77,6 +82,21 @@ fn sim_catches_votes_granted_without_the_log_check() {
     }
     fn correct(_: &mut Config) {}
     let failure = first_failure(configure, correct, 3).expect("the vote bug must be caught");
+    println!("caught: {failure}");
+    assert!(is_safety_violation(&failure), "{failure}");
+}
+
+#[test]
+fn sim_catches_a_campaign_under_an_unapplied_committed_membership() {
+    fn configure(config: &mut Config) {
+        config.injected_bug = Some(InjectedBug::CampaignWithUnappliedMembership);
+    }
+    // The CI mix: small apply pages and multi-voter swaps make the stale configuration
+    // reachable; more faults would end most runs before a swap completes.
+    let mut buggy = SimOptions::ci(3);
+    buggy.configure_node = Some(configure);
+    let failure = first_failure_with(buggy, SimOptions::ci(3))
+        .expect("the campaign under a stale configuration must be caught");
     println!("caught: {failure}");
     assert!(is_safety_violation(&failure), "{failure}");
 }
