@@ -38,6 +38,14 @@ fn run_ci_seeds(node_count: usize) {
     }
 }
 
+/// A single voter (with learners joining, being promoted and swapped in): it wins inside
+/// one call, so the only thing between its election and its appends is the durability of
+/// its term (review finding 3).
+#[test]
+fn sim_one_node_ci_seeds() {
+    run_ci_seeds(1);
+}
+
 #[test]
 fn sim_three_nodes_ci_seeds() {
     run_ci_seeds(3);

@@ -14,6 +14,9 @@ use super::network::Network;
 use super::node::{DiskWrite, Machine, SimNode};
 use super::{SimOptions, SimReport};
 
+/// A learner is promoted only once it matches the leader's log to within this many entries.
+const LEARNER_LAG_ENTRIES_MAX: u64 = 16;
+
 /// Time units per tick: messages and disk writes take a fraction of a tick to a few ticks.
 const TICK_UNITS: u64 = 10;
 
@@ -473,6 +476,9 @@ impl<'a> Simulation<'a> {
             .map(|n| n.id)
             .collect();
         let ids: Vec<NodeId> = all.iter().copied().collect();
+        if ids.len() < 2 {
+            return;
+        }
         if self.prng.chance(1, 4) {
             // An asymmetric fault: one direction of one link.
             if let (Some(from), Some(to)) = (self.pick(&ids), self.pick(&ids))
@@ -502,14 +508,25 @@ impl<'a> Simulation<'a> {
         let Some(leader) = self.leader() else {
             return Ok(());
         };
-        let Some(membership) = self.nodes[&leader]
-            .core
-            .as_ref()
-            .map(|c| c.status().membership)
-        else {
+        let Some(status) = self.nodes[&leader].core.as_ref().map(|c| c.status()) else {
             return Ok(());
         };
-        let changes = self.next_membership_changes(&membership);
+        // With fewer than three voters, promoting a learner far behind stalls commitment
+        // until it catches up (the new configuration needs it for a quorum), which is not
+        // what the liveness bound is about; there an operator waits until it caught up.
+        // Larger clusters promote lagging learners too, which keeps applies slow and
+        // membership entries unapplied for a while.
+        let lagging = status.membership.voters.len() < 3
+            && status.membership.learners.iter().any(|id| {
+                status
+                    .progress
+                    .get(id)
+                    .is_none_or(|p| p.matched + LEARNER_LAG_ENTRIES_MAX < status.last_index)
+            });
+        if lagging {
+            return Ok(());
+        }
+        let changes = self.next_membership_changes(&status.membership);
         let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) else {
             return Ok(());
         };
