@@ -190,7 +190,18 @@ impl<S: Storage> Raft<S> {
     }
 
     fn promotable(&self) -> bool {
-        self.membership.is_voter(self.id) && self.log.unstable_snapshot().is_none()
+        (self.membership.is_voter(self.id) || self.is_ex_member())
+            && self.log.unstable_snapshot().is_none()
+    }
+
+    /// True if the configuration in force (committed, as it was applied) no longer lists
+    /// this node at all: it was removed. A removed node may hold a longer log than the new
+    /// voters, who may still run the joint configuration and need its vote, which it gives
+    /// only to a log as up to date as its own. So it may campaign, under the configuration
+    /// it applied and always through pre-vote (no term inflation, no disruption of a
+    /// cluster whose logs moved past it); if it wins, it hands over to a caught-up voter.
+    fn is_ex_member(&self) -> bool {
+        !self.membership.voters.is_empty() && !self.membership.contains(self.id)
     }
 
     fn send(&mut self, message: Message) {
@@ -399,7 +410,7 @@ impl<S: Storage> Raft<S> {
             && self.election_elapsed_ticks >= self.randomized_election_timeout_ticks
         {
             self.election_elapsed_ticks = 0;
-            let kind = if self.config.pre_vote {
+            let kind = if self.config.pre_vote || self.is_ex_member() {
                 CampaignKind::PreVote
             } else {
                 CampaignKind::Election

@@ -301,3 +301,46 @@ fn review_8_pending_reads_are_bounded_on_a_partitioned_leader() {
     );
     assert!(cluster.read_states[&1].is_empty());
 }
+
+/// Found by the simulator after the review: the removed voter 1 applied the leave entry and
+/// holds a longer log than the only new voter 2, which still runs the joint configuration
+/// and needs 1's vote (refused: 2's log is behind). A removed node therefore campaigns
+/// (through pre-vote) under the configuration it applied, wins with 2's vote, catches 2 up
+/// and hands over.
+#[test]
+fn removed_node_with_the_longer_log_finishes_the_hand_over() {
+    let old = Membership::with_voters([1, 2]);
+    let joint = Membership {
+        voters: [2].into(),
+        voters_outgoing: [1].into(),
+        learners: Default::default(),
+    };
+    let leave = Membership::with_voters([2]);
+    let log = [
+        entry(1, 1, EntryKind::Noop, Bytes::new()),
+        entry(2, 1, EntryKind::Membership, joint.encode()),
+        entry(3, 1, EntryKind::Membership, leave.encode()),
+        entry(4, 1, EntryKind::Normal, Bytes::from_static(b"x")),
+    ];
+    let mut cluster = Cluster::new(&[], restarted);
+    cluster.add_node(1, storage_with(&old, &log, 3));
+    cluster.add_node(2, storage_with(&old, &log[..2], 2));
+    cluster.process();
+    assert_eq!(cluster.nodes[&1].status().membership, leave);
+    assert_eq!(cluster.nodes[&2].status().membership, joint);
+    for _ in 0..100 {
+        if cluster.role(2) == Role::Leader {
+            break;
+        }
+        cluster.tick(1, 1);
+        cluster.tick(2, 1);
+        cluster.stabilize();
+    }
+    assert_eq!(cluster.role(2), Role::Leader);
+    assert_ne!(cluster.role(1), Role::Leader);
+    cluster.stabilize();
+    assert_eq!(cluster.nodes[&2].status().membership, leave);
+    let index = cluster.propose(2, "after");
+    cluster.stabilize();
+    assert_eq!(cluster.commit(2), index);
+}
