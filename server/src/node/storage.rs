@@ -184,8 +184,11 @@ impl LogStorage {
     }
 
     /// Records the hard state; it reaches the meta file (with an fsync) only when `durable`
-    /// is asked for, i.e. when the term or vote changed. The commit index alone is an
-    /// optimisation the core relearns, so it is not worth an fsync of its own.
+    /// is asked for, i.e. with every batch that carries entries, a snapshot, or a new term or
+    /// vote. A commit index learnt from a heartbeat alone reaches the file with the next such
+    /// batch (as in etcd), so a node that crashes in between restarts knowing a smaller
+    /// commit: the core's campaign guard then sees less, the limitation that
+    /// consensus/README.md describes for entries not known to be committed.
     pub fn set_hard_state(
         &mut self,
         hard_state: HardState,
