@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use conclave_consensus::{NodeId, Role};
-use conclave_server::node::{MapApplication, Node, NodeConfig, NodeError};
+use conclave_server::node::{Application, MapApplication, Node, NodeConfig, NodeError};
 use conclave_transport::TransportConfig;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -43,10 +43,25 @@ pub struct Cluster {
     pub voters: Vec<NodeId>,
     pub snapshot_entries_threshold: u64,
     pub transport_config: TransportConfig,
+    /// Builds each node's application (at start and at every restart).
+    pub application: fn() -> Box<dyn Application>,
+}
+
+fn map_application() -> Box<dyn Application> {
+    Box::new(MapApplication::default())
 }
 
 impl Cluster {
     pub async fn start(voters: &[NodeId], snapshot_entries_threshold: u64) -> Cluster {
+        Cluster::start_with(voters, snapshot_entries_threshold, map_application).await
+    }
+
+    /// Starts a cluster whose nodes run the application `application` builds.
+    pub async fn start_with(
+        voters: &[NodeId],
+        snapshot_entries_threshold: u64,
+        application: fn() -> Box<dyn Application>,
+    ) -> Cluster {
         let mut cluster = Cluster {
             directory: tempfile::tempdir().unwrap(),
             addresses: BTreeMap::new(),
@@ -54,6 +69,7 @@ impl Cluster {
             voters: voters.to_vec(),
             snapshot_entries_threshold,
             transport_config: TransportConfig::default(),
+            application,
         };
         let mut listeners = BTreeMap::new();
         for id in voters {
@@ -88,7 +104,7 @@ impl Cluster {
         let config = self.config(id, bootstrap);
         let node = Node::start_grpc(
             config,
-            Box::new(MapApplication::default()),
+            (self.application)(),
             listener,
             &self.addresses,
             self.transport_config.clone(),
