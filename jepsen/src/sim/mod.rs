@@ -10,6 +10,7 @@
 //! ticks. See `jepsen/SIM.md`.
 
 mod checker;
+mod history;
 mod network;
 mod node;
 mod simulation;
@@ -18,6 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use conclave_consensus::Config;
 
+pub use history::HistoryOptions;
 pub use network::NetworkFaults;
 
 /// How often each fault is injected, per million time units (ten units per tick).
@@ -66,6 +68,10 @@ pub struct SimOptions {
     pub configure_node: Option<fn(&mut Config)>,
     /// Print every node's state once per tick to stderr (for replaying a failure).
     pub trace: bool,
+    /// The history mode: every node also applies committed entries through a real session
+    /// layer, clients run register operations on it, and the checker judges their history
+    /// at the end of the run (`None`: the hash-chain machine only).
+    pub history: Option<HistoryOptions>,
 }
 
 impl SimOptions {
@@ -96,6 +102,15 @@ impl SimOptions {
             membership_changes_max: 4,
             configure_node: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
+            history: None,
+        }
+    }
+
+    /// The CI options of the history mode, for a cluster of `node_count` voters.
+    pub fn ci_history(node_count: usize) -> SimOptions {
+        SimOptions {
+            history: Some(HistoryOptions::ci()),
+            ..SimOptions::ci(node_count)
         }
     }
 }
@@ -123,6 +138,10 @@ pub struct SimReport {
     pub reads: u64,
     /// Ticks from the end of the faults until a new proposal committed.
     pub liveness_ticks: u64,
+    /// History mode: client operations given to the linearizability checker.
+    pub operations_checked: u64,
+    /// History mode: of those, operations whose outcome stayed unknown.
+    pub operations_unknown: u64,
 }
 
 /// A failed run: the seed, what broke, and how to replay it.
@@ -134,14 +153,18 @@ pub struct SimFailure {
     pub node_count: usize,
     /// What broke (an invariant, a panic of the core, or missing liveness).
     pub message: String,
+    /// The run was in the history mode (replayed by `tests/sim_history.rs`).
+    pub history: bool,
 }
 
 impl SimFailure {
     /// The command that replays this failure exactly.
     pub fn replay_command(&self) -> String {
         format!(
-            "SIM_SEED={} SIM_NODES={} cargo test -p conclave-jepsen --test sim replay -- --nocapture",
-            self.seed, self.node_count
+            "SIM_SEED={} SIM_NODES={} cargo test -p conclave-jepsen --test {} replay -- --nocapture",
+            self.seed,
+            self.node_count,
+            if self.history { "sim_history" } else { "sim" }
         )
     }
 }
@@ -180,6 +203,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> Result<SimReport, SimFailure
         seed,
         node_count: options.node_count,
         message,
+        history: options.history.is_some(),
     })
 }
 
@@ -226,6 +250,7 @@ pub fn run_seeds(
                         seed: first,
                         node_count: options.node_count,
                         message: "a simulator thread panicked".into(),
+                        history: options.history.is_some(),
                     })
                 })
             })
@@ -264,6 +289,8 @@ impl SeedsSummary {
         total.snapshots_installed += report.snapshots_installed;
         total.reads += report.reads;
         total.liveness_ticks += report.liveness_ticks;
+        total.operations_checked += report.operations_checked;
+        total.operations_unknown += report.operations_unknown;
     }
 
     fn merge(&mut self, other: &SeedsSummary) {
@@ -280,5 +307,7 @@ impl SeedsSummary {
         total.snapshots_installed += part.snapshots_installed;
         total.reads += part.reads;
         total.liveness_ticks += part.liveness_ticks;
+        total.operations_checked += part.operations_checked;
+        total.operations_unknown += part.operations_unknown;
     }
 }

@@ -5,11 +5,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use conclave_consensus::{
     Config, Entry, EntryKind, Membership, MemoryStorage, NodeId, RawNode, Ready,
 };
+use conclave_statemachines::kv::KvConfig;
+use conclave_statemachines::{Registry, SessionConfig, SessionLayer};
+
+/// The hash-chain machine's snapshot bytes; a session layer's snapshot follows them.
+const MACHINE_SNAPSHOT_BYTES: usize = 16;
 
 /// The replicated object: the index applied and a hash chain of every applied entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
-    /// The last applied index.
+    /// The last applied index (of every entry kind).
     pub applied_index: u64,
     /// A hash over every entry applied so far.
     pub hash: u64,
@@ -57,7 +62,7 @@ impl Machine {
 }
 
 fn decode_snapshot(mut data: &[u8]) -> (u64, u64) {
-    if data.len() < 16 {
+    if data.len() < MACHINE_SNAPSHOT_BYTES {
         return (0, 0);
     }
     (data.get_u64_le(), data.get_u64_le())
@@ -115,6 +120,27 @@ pub struct SimNode {
     /// While leading: the term, commit index and membership at the last check, to confirm
     /// that each commit it makes is durable on a quorum.
     pub leader_view: Option<(u64, u64, Membership)>,
+    /// In the history mode: the real session layer, applying every committed normal entry
+    /// beside the hash chain (volatile: restored from the snapshot on restart).
+    pub layer: Option<SessionLayer>,
+}
+
+/// A session layer holding the state a snapshot of `storage` carries (an empty one when
+/// there is no snapshot or it was written without a layer).
+pub fn layer_from_storage(storage: &MemoryStorage) -> Result<SessionLayer, String> {
+    use conclave_consensus::Storage;
+    let registry =
+        Registry::with_builtins(KvConfig::default()).map_err(|e| format!("registry: {e}"))?;
+    let mut layer = SessionLayer::new(SessionConfig::default(), registry)
+        .map_err(|e| format!("session layer: {e}"))?;
+    let snapshot = storage.snapshot().unwrap_or_default();
+    if snapshot.data.len() > MACHINE_SNAPSHOT_BYTES {
+        let mut reader = &snapshot.data[MACHINE_SNAPSHOT_BYTES..];
+        layer
+            .restore(&mut reader)
+            .map_err(|e| format!("restore the session layer: {e}"))?;
+    }
+    Ok(layer)
 }
 
 impl SimNode {
@@ -141,7 +167,32 @@ impl SimNode {
             persisted_commit_seen: 0,
             commit_checked: 0,
             leader_view: None,
+            layer: None,
         })
+    }
+
+    /// Turns the history mode on: a session layer applies committed entries from now on.
+    pub fn enable_layer(&mut self) -> Result<(), String> {
+        let storage = match (&self.core, &self.storage) {
+            (Some(core), _) => core.storage(),
+            (None, Some(storage)) => storage,
+            (None, None) => return Ok(()),
+        };
+        self.layer = Some(layer_from_storage(storage)?);
+        Ok(())
+    }
+
+    /// The snapshot bytes of the machine (and of the session layer, if any) as applied now.
+    pub fn snapshot_data(&self) -> Result<Bytes, String> {
+        let machine = self.machine.encode();
+        let Some(layer) = &self.layer else {
+            return Ok(machine);
+        };
+        let mut data = machine.to_vec();
+        layer
+            .snapshot(&mut data)
+            .map_err(|e| format!("session layer snapshot: {e}"))?;
+        Ok(Bytes::from(data))
     }
 
     /// True if the node runs.
@@ -164,6 +215,9 @@ impl SimNode {
             return Ok(());
         };
         self.machine = Machine::from_storage(&storage);
+        if self.layer.is_some() {
+            self.layer = Some(layer_from_storage(&storage)?);
+        }
         let core = RawNode::new(self.config.clone(), storage)
             .map_err(|e| format!("restart {}: {e}", self.id))?;
         self.core = Some(core);

@@ -10,6 +10,7 @@ use conclave_consensus::{
 };
 
 use super::checker::Checker;
+use super::history::{HistoryClient, Request};
 use super::network::Network;
 use super::node::{DiskWrite, Machine, SimNode};
 use super::{SimOptions, SimReport};
@@ -43,6 +44,8 @@ pub struct Simulation<'a> {
     reliable: bool,
     report: SimReport,
     node_config: Config,
+    /// The history mode's clients (see `history.rs`).
+    history: Option<HistoryClient>,
 }
 
 impl<'a> Simulation<'a> {
@@ -77,7 +80,14 @@ impl<'a> Simulation<'a> {
             config.id = *id;
             let phase = prng.range(0, TICK_UNITS);
             let storage = MemoryStorage::new(membership.clone());
-            nodes.insert(*id, SimNode::start(*id, config, storage, phase)?);
+            let mut node = SimNode::start(*id, config, storage, phase)?;
+            if options.history.is_some() {
+                node.enable_layer()?;
+            }
+            nodes.insert(*id, node);
+        }
+        if let Some(history) = &options.history {
+            history.validate()?;
         }
         Ok(Simulation {
             options,
@@ -98,6 +108,7 @@ impl<'a> Simulation<'a> {
             reliable: false,
             report: SimReport::default(),
             node_config,
+            history: options.history.map(HistoryClient::new),
         })
     }
 
@@ -123,8 +134,28 @@ impl<'a> Simulation<'a> {
                 ));
             }
         }
+        self.finish_history()?;
         self.report.committed = self.checker.committed_max;
         Ok(self.report)
+    }
+
+    /// History mode: no new operations; the open ones get `drain_ticks_max` ticks to finish,
+    /// then the whole history goes to the linearizability checker.
+    fn finish_history(&mut self) -> Result<(), String> {
+        let Some(history) = self.history.as_mut() else {
+            return Ok(());
+        };
+        history.drain();
+        let deadline = self.now + history.options().drain_ticks_max * TICK_UNITS;
+        while self.now < deadline && !self.history.as_ref().is_some_and(|h| h.idle()) {
+            self.step(false)?;
+        }
+        if let Some(history) = self.history.take() {
+            let (checked, unknown) = history.check().map_err(|e| self.fail_at(e))?;
+            self.report.operations_checked = checked;
+            self.report.operations_unknown = unknown;
+        }
+        Ok(())
     }
 
     fn fail_at(&self, message: String) -> String {
@@ -291,6 +322,9 @@ impl<'a> Simulation<'a> {
         if let Some(snapshot) = &ready.snapshot {
             core.storage_mut().apply_snapshot(snapshot.clone());
             node.machine = Machine::from_storage(core.storage());
+            if node.layer.is_some() {
+                node.layer = Some(super::node::layer_from_storage(core.storage())?);
+            }
             self.checker
                 .on_snapshot(id, snapshot.metadata.index, node.machine.hash)?;
             self.report.snapshots_installed += 1;
@@ -302,11 +336,31 @@ impl<'a> Simulation<'a> {
             core.storage_mut().set_hard_state(hard_state);
         }
         let mut memberships = Vec::new();
+        let mut replies = Vec::new();
         for entry in &ready.committed_entries {
             node.machine.apply(entry);
             self.checker.on_apply(id, entry, node.machine.hash)?;
+            // The layer sees only envelopes' entries, as a real node gives it; other
+            // payloads (the hash-chain client's) are refused by it and change nothing.
+            if entry.kind == EntryKind::Normal
+                && let Some(layer) = node.layer.as_mut()
+            {
+                let applied = layer.apply(entry.index, entry.index, &entry.payload);
+                replies.push(applied.reply);
+            }
             if entry.kind == EntryKind::Membership {
                 memberships.push((entry.index, node.machine.membership.clone()));
+            }
+        }
+        if let Some(history) = self.history.as_mut() {
+            for reply in &replies {
+                history.on_reply(self.now, reply)?;
+            }
+            for read in &ready.read_states {
+                history.on_read_confirmed(id, read.request_id, read.index);
+            }
+            if let Some(layer) = node.layer.as_ref() {
+                history.serve_reads(self.now, id, node.machine.applied_index, layer)?;
             }
         }
         for read in &ready.read_states {
@@ -463,7 +517,7 @@ impl<'a> Simulation<'a> {
             self.transfer();
         }
         if self.prng.chance(rates.compact_per_million, 1_000_000) {
-            self.compact();
+            self.compact()?;
         }
         Ok(())
     }
@@ -552,8 +606,11 @@ impl<'a> Simulation<'a> {
                 config.id = id;
                 let phase = self.prng.range(0, TICK_UNITS);
                 let storage = MemoryStorage::new(Membership::default());
-                self.nodes
-                    .insert(id, SimNode::start(id, config, storage, phase)?);
+                let mut node = SimNode::start(id, config, storage, phase)?;
+                if self.history.is_some() {
+                    node.enable_layer()?;
+                }
+                self.nodes.insert(id, node);
                 self.joining.insert(id);
             }
         }
@@ -642,16 +699,17 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn compact(&mut self) {
+    fn compact(&mut self) -> Result<(), String> {
         let live = self.live_ids();
         let Some(id) = self.pick(&live) else {
-            return;
+            return Ok(());
         };
         let Some(node) = self.nodes.get_mut(&id) else {
-            return;
+            return Ok(());
         };
+        let data = node.snapshot_data()?;
         let Some(core) = node.core.as_mut() else {
-            return;
+            return Ok(());
         };
         let snapshot_index = core.storage().first_index().unwrap_or(1) - 1;
         // A joining node that has not applied a membership entry yet cannot describe the
@@ -661,14 +719,12 @@ impl<'a> Simulation<'a> {
             || !membership_known
             || node.machine.applied_index < snapshot_index + 4
         {
-            return;
+            return Ok(());
         }
         let index = node.machine.applied_index;
-        core.storage_mut().compact(
-            index,
-            node.machine.encode(),
-            node.machine.membership.clone(),
-        );
+        core.storage_mut()
+            .compact(index, data, node.machine.membership.clone());
+        Ok(())
     }
 
     fn client(&mut self) -> Result<(), String> {
@@ -677,6 +733,56 @@ impl<'a> Simulation<'a> {
         }
         if self.prng.chance(1, self.options.read_every_units) {
             self.read();
+        }
+        self.history_client()
+    }
+
+    /// History mode: each process registers, starts or retries an operation; commands go
+    /// to the leader's log, reads to the leader's ReadIndex (or, under the test-only wrong
+    /// rule, straight to a random running node's layer).
+    fn history_client(&mut self) -> Result<(), String> {
+        let Some(history) = self.history.as_mut() else {
+            return Ok(());
+        };
+        let mut next_read_id = self.next_read_id;
+        let requests = history.step(self.now, TICK_UNITS, &mut self.prng, &mut || {
+            next_read_id += 1;
+            next_read_id - 1
+        })?;
+        self.next_read_id = next_read_id;
+        for (process, request) in requests {
+            match request {
+                Request::Propose(bytes) => {
+                    if let Some(core) = self
+                        .leader()
+                        .and_then(|leader| self.nodes.get_mut(&leader))
+                        .and_then(|n| n.core.as_mut())
+                    {
+                        // A refused proposal is retried after the timeout like a lost one.
+                        let _ = core.propose(vec![Bytes::from(bytes)]);
+                    }
+                }
+                Request::ReadIndex(request_id) => {
+                    let required = self.checker.committed_max;
+                    if let Some(core) = self
+                        .leader()
+                        .and_then(|leader| self.nodes.get_mut(&leader))
+                        .and_then(|n| n.core.as_mut())
+                        && core.read_index(request_id).is_ok()
+                    {
+                        self.pending_reads.insert(request_id, required);
+                    }
+                }
+                Request::StaleRead => {
+                    let live = self.live_ids();
+                    if let Some(id) = self.pick(&live)
+                        && let Some(layer) = self.nodes.get(&id).and_then(|n| n.layer.as_ref())
+                        && let Some(history) = self.history.as_mut()
+                    {
+                        history.serve_stale_read(self.now, process, layer)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
