@@ -277,7 +277,11 @@ async fn sessions_commands_expiry_and_restart_through_the_cluster() {
         wait_for(&format!("a snapshot on node {id}"), || {
             let snapshots = snapshots.clone();
             async move {
-                std::fs::read_dir(&snapshots).is_ok_and(|mut entries| entries.next().is_some())
+                std::fs::read_dir(&snapshots).is_ok_and(|entries| {
+                    entries
+                        .flatten()
+                        .any(|entry| entry.file_name().to_string_lossy().ends_with(".snap"))
+                })
             }
         })
         .await;
