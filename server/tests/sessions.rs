@@ -210,6 +210,47 @@ async fn sessions_commands_expiry_and_restart_through_the_cluster() {
     assert_eq!(range.kvs.len(), 1);
     assert_eq!(range.kvs[0].value, b"hello");
 
+    // A kv lease of the minimum TTL (2 s) with a key attached, never renewed: log time
+    // alone must expire it and delete the key on every replica.
+    let grant = client.command(
+        "kv",
+        "kv",
+        encoded!(KvCommand::LeaseGrant {
+            ttl_seconds: 2,
+            id: 7
+        }),
+    );
+    let (index, output) = command(&cluster, &grant).await;
+    assert!(client.answered(&output, index));
+    let granted: KvOutput = codec::decode(&output.result.unwrap(), "output").unwrap();
+    assert!(
+        matches!(granted, Ok(KvResponse::LeaseGranted { id: 7, .. })),
+        "{granted:?}"
+    );
+    let leased_put = client.command(
+        "kv",
+        "kv",
+        encoded!(KvCommand::Put(PutRequest {
+            key: b"leased".to_vec(),
+            value: b"v".to_vec(),
+            lease: 7,
+            ..PutRequest::default()
+        })),
+    );
+    let (leased_index, output) = command(&cluster, &leased_put).await;
+    assert!(client.answered(&output, leased_index));
+    let held = query(
+        &cluster,
+        1,
+        &kv_get(client.session(), leased_index, b"leased"),
+    )
+    .await;
+    let held: KvOutput = codec::decode(&held.unwrap().unwrap(), "output").unwrap();
+    assert!(
+        matches!(&held, Ok(KvResponse::Range(range)) if range.kvs.len() == 1),
+        "{held:?}"
+    );
+
     // A short session owns an ephemeral node, then stops sending keep-alives: the leader's
     // tick entries advance log time until it expires on every replica.
     let mut short = register(&cluster, 1_000).await;
@@ -269,6 +310,23 @@ async fn sessions_commands_expiry_and_restart_through_the_cluster() {
         }),
     )
     .await;
+
+    for id in VOTERS {
+        wait_for(&format!("the leased key to go on node {id}"), || {
+            let cluster = &cluster;
+            let request = kv_get(client.session(), leased_index, b"leased");
+            async move {
+                match query(cluster, id, &request).await {
+                    Some(Ok(bytes)) => matches!(
+                        codec::decode::<KvOutput>(&bytes, "output").unwrap(),
+                        Ok(KvResponse::Range(range)) if range.kvs.is_empty()
+                    ),
+                    _ => false,
+                }
+            }
+        })
+        .await;
+    }
 
     // Every node restarts from its disk (snapshot plus replay): the long session, its
     // cached output and the machines' state survive, and the expiry stays done.
