@@ -30,6 +30,8 @@ fn run_history_seeds(node_count: usize, ci_count: u64) {
             // nothing.
             assert!(total.crashes > 0 && total.partitions > 0, "{summary:?}");
             assert!(total.snapshots_installed > 0, "{summary:?}");
+            // Requests went unanswered and were sent again: exactly-once was exercised.
+            assert!(total.operations_retried > 0, "{summary:?}");
             assert!(
                 total.operations_checked > 20 * count,
                 "too few operations: {summary:?}"

@@ -112,6 +112,9 @@ pub struct HistoryClient {
     /// index).
     reads_confirmed: BTreeMap<u64, ((usize, u64), NodeId, u64)>,
     draining: bool,
+    /// Requests sent again because the first went unanswered (exactly-once is exercised
+    /// only when this is above zero).
+    retries: u64,
 }
 
 impl HistoryClient {
@@ -125,6 +128,7 @@ impl HistoryClient {
             reads_asked: BTreeMap::new(),
             reads_confirmed: BTreeMap::new(),
             draining: false,
+            retries: 0,
         }
     }
 
@@ -136,6 +140,11 @@ impl HistoryClient {
     /// Stops new operations (the run is ending); open ones still retry.
     pub fn drain(&mut self) {
         self.draining = true;
+    }
+
+    /// Requests sent again after a timeout so far.
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     /// True when no operation is open.
@@ -203,6 +212,9 @@ impl HistoryClient {
             };
             if in_flight.sent_at.is_some_and(|at| now < at + retry_units) {
                 continue;
+            }
+            if in_flight.sent_at.is_some() {
+                self.retries += 1;
             }
             in_flight.sent_at = Some(now);
             let request = match in_flight.input {

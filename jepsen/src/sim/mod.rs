@@ -142,6 +142,9 @@ pub struct SimReport {
     pub operations_checked: u64,
     /// History mode: of those, operations whose outcome stayed unknown.
     pub operations_unknown: u64,
+    /// History mode: requests sent again after a timeout (same session and sequence for
+    /// commands, so the session layer must apply them once).
+    pub operations_retried: u64,
 }
 
 /// A failed run: the seed, what broke, and how to replay it.
@@ -291,6 +294,7 @@ impl SeedsSummary {
         total.liveness_ticks += report.liveness_ticks;
         total.operations_checked += report.operations_checked;
         total.operations_unknown += report.operations_unknown;
+        total.operations_retried += report.operations_retried;
     }
 
     fn merge(&mut self, other: &SeedsSummary) {
@@ -309,5 +313,6 @@ impl SeedsSummary {
         total.liveness_ticks += part.liveness_ticks;
         total.operations_checked += part.operations_checked;
         total.operations_unknown += part.operations_unknown;
+        total.operations_retried += part.operations_retried;
     }
 }

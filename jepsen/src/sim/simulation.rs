@@ -151,6 +151,7 @@ impl<'a> Simulation<'a> {
             self.step(false)?;
         }
         if let Some(history) = self.history.take() {
+            self.report.operations_retried = history.retries();
             let (checked, unknown) = history.check().map_err(|e| self.fail_at(e))?;
             self.report.operations_checked = checked;
             self.report.operations_unknown = unknown;
