@@ -88,6 +88,9 @@ struct InFlight {
     call: u64,
     sequence: u64,
     sent_at: Option<u64>,
+    /// The node the command was last proposed to: only its answer reaches the client, as
+    /// with a real connection (another node's apply of the same entry is not seen).
+    sent_to: Option<NodeId>,
 }
 
 #[derive(Debug, Default)]
@@ -205,6 +208,7 @@ impl HistoryClient {
                     call: now,
                     sequence,
                     sent_at: None,
+                    sent_to: None,
                 });
             }
             let Some(in_flight) = process.in_flight.as_mut() else {
@@ -217,6 +221,7 @@ impl HistoryClient {
                 self.retries += 1;
             }
             in_flight.sent_at = Some(now);
+            in_flight.sent_to = None;
             let request = match in_flight.input {
                 RegisterInput::Read if self.options.stale_follower_reads => Request::StaleRead,
                 RegisterInput::Read => {
@@ -245,9 +250,22 @@ impl HistoryClient {
         Ok(requests)
     }
 
-    /// A reply a node produced while applying an entry (every node's replies come here; the
-    /// first that answers an open operation completes it, the rest are duplicates).
-    pub fn on_reply(&mut self, now: u64, reply: &Reply) -> Result<(), String> {
+    /// The driver proposed `process`'s current command to `node`.
+    pub fn proposed_to(&mut self, process: usize, node: NodeId) {
+        if let Some(in_flight) = self
+            .processes
+            .get_mut(process)
+            .and_then(|p| p.in_flight.as_mut())
+        {
+            in_flight.sent_to = Some(node);
+        }
+    }
+
+    /// A reply `node` produced while applying an entry. Registrations are taken from any
+    /// node; a command's output only from the node it was last proposed to (after a retry
+    /// that is the new leader, which answers from the session layer's output cache if the
+    /// first attempt was applied already).
+    pub fn on_reply(&mut self, now: u64, node: NodeId, reply: &Reply) -> Result<(), String> {
         match reply {
             Reply::Registered {
                 session,
@@ -270,10 +288,9 @@ impl HistoryClient {
                     return Ok(());
                 };
                 let process = &mut self.processes[index];
-                let matches = process
-                    .in_flight
-                    .as_ref()
-                    .is_some_and(|f| f.sequence == output.sequence && f.sequence != 0);
+                let matches = process.in_flight.as_ref().is_some_and(|f| {
+                    f.sequence == output.sequence && f.sequence != 0 && f.sent_to == Some(node)
+                });
                 if !matches {
                     return Ok(());
                 }

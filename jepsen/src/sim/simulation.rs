@@ -355,7 +355,7 @@ impl<'a> Simulation<'a> {
         }
         if let Some(history) = self.history.as_mut() {
             for reply in &replies {
-                history.on_reply(self.now, reply)?;
+                history.on_reply(self.now, id, reply)?;
             }
             for read in &ready.read_states {
                 history.on_read_confirmed(id, read.request_id, read.index);
@@ -754,13 +754,15 @@ impl<'a> Simulation<'a> {
         for (process, request) in requests {
             match request {
                 Request::Propose(bytes) => {
-                    if let Some(core) = self
-                        .leader()
-                        .and_then(|leader| self.nodes.get_mut(&leader))
-                        .and_then(|n| n.core.as_mut())
+                    let Some(leader) = self.leader() else {
+                        continue;
+                    };
+                    if let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut())
+                        && core.propose(vec![Bytes::from(bytes)]).is_ok()
+                        && let Some(history) = self.history.as_mut()
                     {
                         // A refused proposal is retried after the timeout like a lost one.
-                        let _ = core.propose(vec![Bytes::from(bytes)]);
+                        history.proposed_to(process, leader);
                     }
                 }
                 Request::ReadIndex(request_id) => {
