@@ -108,3 +108,36 @@ fn replay() {
     let report = first.unwrap_or_else(|failure| panic!("{failure}"));
     assert!(report.operations_checked > 0, "{report:?}");
 }
+
+/// A seed's history, written as JSON lines, is read back by the checker's text entry point
+/// (what `conclave-jepsen check --model register` runs) with the same verdicts: the correct
+/// run is linearizable and the stale-read run of seed 0 is not.
+#[test]
+fn written_history_is_read_by_the_check_command() {
+    use conclave_jepsen::check::{CheckConfig, Format, ModelName, Verdict, check_text};
+    let directory = tempfile::tempdir().expect("temporary directory");
+    for (stale, expected) in [
+        (false, Verdict::Linearizable),
+        (true, Verdict::NotLinearizable),
+    ] {
+        let path = directory.path().join(format!("history-{stale}.jsonl"));
+        let mut options = SimOptions::ci_history(3);
+        if let Some(history) = options.history.as_mut() {
+            history.stale_follower_reads = stale;
+            history.history_file = Some(path.clone());
+        }
+        let outcome = run_seed(0, &options);
+        assert_eq!(outcome.is_ok(), !stale, "{outcome:?}");
+        let text = std::fs::read_to_string(&path).expect("history written");
+        assert!(text.lines().count() > 20, "{text}");
+        let analysis = check_text(
+            &text,
+            Format::JsonLines,
+            ModelName::Register,
+            &CheckConfig::default(),
+            "seed 0",
+        )
+        .expect("the written history parses");
+        assert_eq!(analysis.report.verdict, expected);
+    }
+}

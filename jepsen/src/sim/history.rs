@@ -27,7 +27,7 @@ const MACHINE_NAME: &str = "register";
 const SESSION_TIMEOUT_MS: u64 = 3_600_000;
 
 /// The clients' parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryOptions {
     /// Concurrent processes (each with one session and one operation in flight).
     pub processes: u64,
@@ -42,6 +42,10 @@ pub struct HistoryOptions {
     /// Test-only wrong rule: answer reads at once from a random running node's local state,
     /// without ReadIndex. The checker must find the stale reads this gives.
     pub stale_follower_reads: bool,
+    /// Write each checked history to this file as JSON lines (`HISTORY.md`), for
+    /// `conclave-jepsen check --model register` and its HTML timeline; meant for replaying
+    /// one seed (`SIM_HISTORY_OUT` in `ci()`); every seed overwrites it.
+    pub history_file: Option<std::path::PathBuf>,
 }
 
 impl HistoryOptions {
@@ -53,6 +57,7 @@ impl HistoryOptions {
             retry_ticks: 30,
             drain_ticks_max: 500,
             stale_follower_reads: false,
+            history_file: std::env::var_os("SIM_HISTORY_OUT").map(std::path::PathBuf::from),
         }
     }
 
@@ -124,7 +129,6 @@ impl HistoryClient {
     /// Processes without sessions yet.
     pub fn new(options: HistoryOptions) -> HistoryClient {
         HistoryClient {
-            options,
             processes: (0..options.processes).map(|_| Process::default()).collect(),
             operations: Vec::new(),
             value_last: 0,
@@ -132,6 +136,7 @@ impl HistoryClient {
             reads_confirmed: BTreeMap::new(),
             draining: false,
             retries: 0,
+            options,
         }
     }
 
@@ -414,6 +419,10 @@ impl HistoryClient {
                 unknown += 1;
             }
         }
+        if let Some(path) = &self.options.history_file {
+            std::fs::write(path, history_json_lines(&self.operations))
+                .map_err(|e| format!("write the history to {}: {e}", path.display()))?;
+        }
         let config = CheckConfig {
             threads_max: 1,
             ..CheckConfig::default()
@@ -469,6 +478,49 @@ fn command(session: SessionId, sequence: u64, command: ValueCommand) -> Result<R
         payload,
     };
     Ok(Request::Propose(entry.encode()))
+}
+
+/// The history in `HISTORY.md`'s JSON lines, with times, in time order; unknown operations
+/// have no completion line. At one time, completions of earlier calls come first (a process
+/// may start its next operation in the step its last one completed), then calls, then
+/// completions of operations called at that same time.
+fn history_json_lines(operations: &[Operation<RegisterInput, RegisterOutput>]) -> String {
+    let mut events: Vec<(u64, u8, serde_json::Value)> = Vec::new();
+    for operation in operations {
+        let (function, argument) = match operation.input {
+            RegisterInput::Read => ("read", serde_json::Value::Null),
+            RegisterInput::Write(value) => ("write", serde_json::json!(value)),
+            RegisterInput::Cas { from, to } => ("cas", serde_json::json!([from, to])),
+        };
+        events.push((
+            operation.call,
+            1,
+            serde_json::json!({"process": operation.process, "type": "invoke", "f": function,
+                "value": argument, "time": operation.call}),
+        ));
+        let result = match &operation.output {
+            None => continue,
+            Some(RegisterOutput::Read(value)) => serde_json::json!(value),
+            Some(RegisterOutput::Write) => serde_json::Value::Null,
+            Some(RegisterOutput::Cas(succeeded)) => serde_json::json!(succeeded),
+        };
+        let order = if operation.completion > operation.call {
+            0
+        } else {
+            2
+        };
+        events.push((
+            operation.completion,
+            order,
+            serde_json::json!({"process": operation.process, "type": "ok", "f": function,
+                "value": result, "time": operation.completion}),
+        ));
+    }
+    events.sort_by_key(|(time, order, _)| (*time, *order));
+    events
+        .into_iter()
+        .map(|(_, _, event)| format!("{event}\n"))
+        .collect()
 }
 
 fn encode_value(value: i64) -> Vec<u8> {

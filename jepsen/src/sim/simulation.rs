@@ -108,7 +108,7 @@ impl<'a> Simulation<'a> {
             reliable: false,
             report: SimReport::default(),
             node_config,
-            history: options.history.map(HistoryClient::new),
+            history: options.history.clone().map(HistoryClient::new),
         })
     }
 
