@@ -458,6 +458,12 @@ impl HistoryClient {
                         ));
                     }
                 }
+                if self.options.stale_follower_reads {
+                    detail.push(
+                        "  (run with the test-only stale reads: add SIM_STALE_READS=1 to replay)"
+                            .into(),
+                    );
+                }
                 Err(format!(
                     "history of {} operations (times in simulated units) is {verdict}:\n{}",
                     self.operations.len(),
