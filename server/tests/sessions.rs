@@ -77,6 +77,26 @@ async fn query(
     }
 }
 
+/// Asks node `id` until it has applied as far as the request's session has seen (a replica
+/// that is behind answers `NotYetApplied`), then returns its answer.
+async fn query_when_applied(
+    cluster: &Cluster,
+    id: NodeId,
+    request: &QueryRequest,
+) -> Result<Vec<u8>, SessionError> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(answer) = query(cluster, id, request).await {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} never applied as far as the session has seen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn request(
     session: Option<SessionId>,
     index_seen: u64,
@@ -197,13 +217,13 @@ async fn sessions_commands_expiry_and_restart_through_the_cluster() {
         five.clone(),
     )
     .await;
-    let hello = query(
+    let hello = query_when_applied(
         &cluster,
         1,
         &kv_get(client.session(), second_index, b"greeting"),
     )
     .await;
-    let hello: KvOutput = codec::decode(&hello.unwrap().unwrap(), "output").unwrap();
+    let hello: KvOutput = codec::decode(&hello.unwrap(), "output").unwrap();
     let Ok(KvResponse::Range(range)) = hello else {
         panic!("{hello:?}")
     };
@@ -239,13 +259,13 @@ async fn sessions_commands_expiry_and_restart_through_the_cluster() {
     );
     let (leased_index, output) = command(&cluster, &leased_put).await;
     assert!(client.answered(&output, leased_index));
-    let held = query(
+    let held = query_when_applied(
         &cluster,
         1,
         &kv_get(client.session(), leased_index, b"leased"),
     )
     .await;
-    let held: KvOutput = codec::decode(&held.unwrap().unwrap(), "output").unwrap();
+    let held: KvOutput = codec::decode(&held.unwrap(), "output").unwrap();
     assert!(
         matches!(&held, Ok(KvResponse::Range(range)) if range.kvs.len() == 1),
         "{held:?}"
