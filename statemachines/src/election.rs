@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Error;
 use crate::machine::{ApplyContext, QueryContext, SessionId, StateMachine};
+use crate::session_index::{self, SessionIndex};
 
 /// Bounds of the election machine; checked by [`ElectionConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +231,7 @@ pub struct ElectionMachine {
     epoch_last: u64,
     /// The elections each session leads, campaigns in or observes, so a close touches only
     /// those.
-    by_session: BTreeMap<SessionId, BTreeSet<String>>,
+    by_session: SessionIndex,
 }
 
 impl Default for ElectionMachine {
@@ -270,17 +271,7 @@ impl ElectionMachine {
                     .iter()
                     .any(|(candidate, _)| *candidate == session)
         });
-        if involved {
-            self.by_session
-                .entry(session)
-                .or_default()
-                .insert(name.to_string());
-        } else if let Some(names) = self.by_session.get_mut(&session) {
-            names.remove(name);
-            if names.is_empty() {
-                self.by_session.remove(&session);
-            }
-        }
+        session_index::record(&mut self.by_session, session, name, involved);
     }
 
     fn rebuild_index(&mut self) {

@@ -42,6 +42,7 @@ pub mod machine;
 pub mod queue;
 pub mod registry;
 pub mod session;
+mod session_index;
 pub mod testing;
 pub mod tree;
 pub mod value;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Error;
 use crate::machine::{ApplyContext, QueryContext, SessionId, StateMachine};
+use crate::session_index::{self, SessionIndex};
 
 /// Bounds of the lock machine; checked by [`LockConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,7 +313,7 @@ pub struct LockMachine {
     /// The last fencing token handed out.
     token_last: u64,
     /// The locks each session holds or waits on, so a close touches only those.
-    by_session: BTreeMap<SessionId, BTreeSet<String>>,
+    by_session: SessionIndex,
 }
 
 impl Default for LockMachine {
@@ -407,17 +408,7 @@ impl LockMachine {
             lock.holders.contains_key(&session)
                 || lock.waiters.iter().any(|waiter| waiter.session == session)
         });
-        if involved {
-            self.by_session
-                .entry(session)
-                .or_default()
-                .insert(name.to_string());
-        } else if let Some(names) = self.by_session.get_mut(&session) {
-            names.remove(name);
-            if names.is_empty() {
-                self.by_session.remove(&session);
-            }
-        }
+        session_index::record(&mut self.by_session, session, name, involved);
     }
 
     fn rebuild_index(&mut self) {
