@@ -131,7 +131,9 @@ impl NodeConfig {
         let mut config = conclave_consensus::Config::new(self.id);
         config.election_timeout_ticks = self.election_timeout_ticks;
         config.heartbeat_interval_ticks = self.heartbeat_interval_ticks;
-        config.seed = self.id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // `config.seed` stays as it is: the core already mixes the node id into it, and
+        // mixing the same id in here cancelled that out, giving every node the same
+        // election timeouts and, now and then, endless split votes.
         config.proposal_entries_max = config
             .proposal_entries_max
             .max(self.proposal_batch_entries_max);
