@@ -17,6 +17,11 @@ pub struct RaftLog<S> {
     unstable: Vec<Entry>,
     /// The index of the first unstable entry; everything below it is durable and current.
     unstable_offset: u64,
+    /// The index of the first unstable entry not yet handed to the application for writing.
+    /// Entries in `unstable_offset..in_progress_offset` are being written (asynchronously,
+    /// see `RawNode::advance_async`): they are not handed out again, and they stay readable
+    /// here until the application reports them durable.
+    in_progress_offset: u64,
     /// The highest index known to be committed.
     pub committed: u64,
     /// The highest index handed to the application for applying.
@@ -47,6 +52,7 @@ impl<S: Storage> RaftLog<S> {
             unstable_snapshot: None,
             unstable: Vec::new(),
             unstable_offset: last_index + 1,
+            in_progress_offset: last_index + 1,
             committed,
             applied,
         })
@@ -173,6 +179,9 @@ impl<S: Storage> RaftLog<S> {
             self.unstable
                 .truncate((first.index - self.unstable_offset) as usize);
         }
+        // Replaced entries that were being written must be handed out again (the
+        // application truncates its log from the first new entry).
+        self.in_progress_offset = self.in_progress_offset.min(first.index);
         self.unstable.extend_from_slice(entries);
     }
 
@@ -243,12 +252,35 @@ impl<S: Storage> RaftLog<S> {
         self.applied = index;
         self.unstable.clear();
         self.unstable_offset = index + 1;
+        self.in_progress_offset = index + 1;
         self.unstable_snapshot = Some(snapshot);
     }
 
-    /// Entries waiting to be persisted.
+    /// Entries waiting to be handed to the application for persisting.
     pub fn unstable_entries(&self) -> &[Entry] {
-        &self.unstable
+        &self.unstable[(self.in_progress_offset - self.unstable_offset) as usize..]
+    }
+
+    /// Records that the application is writing every unstable entry up to (`index`,
+    /// `term`): they are not handed out again, and stay unstable until
+    /// [`RaftLog::stable_to`]. Ignored if that entry was replaced meanwhile (the
+    /// replacement is handed out in a later batch).
+    pub fn accept_in_progress(&mut self, index: u64, term: u64) {
+        if index >= self.in_progress_offset && self.matches_term(index, term) {
+            self.in_progress_offset = index + 1;
+        }
+    }
+
+    /// True if the entry (`index`, `term`) is unstable but was handed out for writing.
+    pub fn is_in_progress(&self, index: u64, term: u64) -> bool {
+        index >= self.unstable_offset
+            && index < self.in_progress_offset
+            && self.matches_term(index, term)
+    }
+
+    /// True if the entry (`index`, `term`) is unstable and was never handed out.
+    pub fn is_not_handed_out(&self, index: u64, term: u64) -> bool {
+        index >= self.in_progress_offset && self.matches_term(index, term)
     }
 
     /// The snapshot waiting to be persisted.
@@ -267,6 +299,7 @@ impl<S: Storage> RaftLog<S> {
         }
         self.unstable.drain(..count);
         self.unstable_offset = index + 1;
+        self.in_progress_offset = self.in_progress_offset.max(self.unstable_offset);
     }
 
     /// Marks the unstable snapshot at `index` durable.
@@ -306,6 +339,16 @@ impl<S: Storage> RaftLog<S> {
                 "committed {} > last {}",
                 self.committed,
                 self.last_index()
+            ));
+        }
+        if self.in_progress_offset < self.unstable_offset
+            || self.in_progress_offset > self.last_index() + 1
+        {
+            return fail(format!(
+                "in-progress offset {} outside {}..={}",
+                self.in_progress_offset,
+                self.unstable_offset,
+                self.last_index() + 1
             ));
         }
         for (position, entry) in self.unstable.iter().enumerate() {

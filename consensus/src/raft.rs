@@ -663,7 +663,13 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_heartbeat(&mut self, message: &Message) -> Result<(), Error> {
-        self.log.commit_to(message.commit);
+        // The leader caps a heartbeat's commit at what it believes this node matches, which
+        // is stale if this node lost its log (a wiped data directory). As in the paper's
+        // AppendEntries rule 5 (commit = min(leaderCommit, index of last new entry)), commit
+        // no further than the log reaches: knowing less of the commit is always safe, and
+        // the leader's next append repairs the log (through a snapshot if needed).
+        self.log
+            .commit_to(message.commit.min(self.log.last_index()));
         let mut response = Message::new(
             MessageKind::HeartbeatResponse,
             self.id,

@@ -37,6 +37,11 @@ use crate::types::{
 ///    before it), and serve each `read_states` request once applied reaches its index.
 /// 5. Call [`RawNode::advance`] with this batch.
 ///
+/// A leader may instead hand `entries` to an asynchronous writer in step 2 and close the
+/// batch with [`RawNode::advance_async`] before they are durable, then report them with
+/// [`RawNode::entries_persisted`] (thesis 10.2.1; etcd-raft's asynchronous storage writes).
+/// Step 3 still holds: `persisted_messages` wait until every entry handed out is durable.
+///
 /// Inputs (`tick`, `step`, `propose`, ...) may be given between `ready` and `advance`; their
 /// outputs go into the next batch. A crash before step 2 completes loses the batch: the
 /// node restarts from what storage holds, which the protocol tolerates because nothing that
@@ -80,6 +85,10 @@ pub struct Status {
     pub applied: u64,
     /// The last log index.
     pub last_index: u64,
+    /// The last index the application reported durable; on a leader that writes its log
+    /// asynchronously it may lag `last_index` (and even the commit index, which followers'
+    /// copies alone may reach).
+    pub persisted_index: u64,
     /// The membership in force.
     pub membership: Membership,
     /// On a leader, each member's replication progress.
@@ -229,6 +238,53 @@ impl<S: Storage> RawNode<S> {
     /// Closes a batch: the application persisted, sent and applied it as documented on
     /// [`Ready`].
     pub fn advance(&mut self, ready: Ready) -> Result<(), Error> {
+        let last = ready.entries.last().map(|entry| (entry.index, entry.term));
+        self.close(&ready);
+        if let Some((index, term)) = last {
+            self.raft.log.stable_to(index, term);
+        }
+        self.raft.on_persisted()
+    }
+
+    /// Closes a batch whose `entries` are still being written: everything else was carried
+    /// out as for [`RawNode::advance`] (the snapshot and the term and vote of `hard_state`
+    /// are durable, `persisted_messages` were sent only once every entry handed out so far,
+    /// in this batch and earlier ones, was durable). The entries are not handed out again;
+    /// they stay readable in memory, and a leader does not count its own copy of them,
+    /// until [`RawNode::entries_persisted`] reports them durable.
+    ///
+    /// This is how a leader writes its own log in parallel with replication (thesis
+    /// 10.2.1): it sends `messages` at once, hands `entries` to a writer, and goes on
+    /// stepping the followers' acknowledgements while its fsync runs. Writes must complete
+    /// in the order they were handed out. An entry replaced before it was reported durable
+    /// (a new leader overwrote it) is handed out again; the application must make the
+    /// earlier writes complete before it truncates its log for the replacement.
+    pub fn advance_async(&mut self, ready: Ready) -> Result<(), Error> {
+        self.close(&ready);
+        if let Some(last) = ready.entries.last() {
+            self.raft.log.accept_in_progress(last.index, last.term);
+        }
+        Ok(())
+    }
+
+    /// Reports that every entry handed out up to (`index`, `term`) is durable (after
+    /// [`RawNode::advance_async`]). A report for an entry that was replaced meanwhile
+    /// changes nothing: the replacement's own report will cover the earlier entries.
+    /// Panics if that entry was never handed out for writing.
+    pub fn entries_persisted(&mut self, index: u64, term: u64) -> Result<(), Error> {
+        assert!(
+            !self.raft.log.is_not_handed_out(index, term),
+            "entry {index} of term {term} reported durable before it was handed out"
+        );
+        if !self.raft.log.is_in_progress(index, term) {
+            return Ok(());
+        }
+        self.raft.log.stable_to(index, term);
+        self.raft.on_persisted()
+    }
+
+    /// The part of closing a batch that does not depend on how its entries were written.
+    fn close(&mut self, ready: &Ready) {
         assert!(
             self.outstanding_ready == Some(ready.number),
             "advance() with a batch that is not the outstanding one"
@@ -241,13 +297,9 @@ impl<S: Storage> RawNode<S> {
             self.raft.log.stable_snapshot_to(snapshot.metadata.index);
             self.applied = self.applied.max(snapshot.metadata.index);
         }
-        if let Some(last) = ready.entries.last() {
-            self.raft.log.stable_to(last.index, last.term);
-        }
         if let Some(last) = ready.committed_entries.last() {
             self.applied = self.applied.max(last.index);
         }
-        self.raft.on_persisted()
     }
 
     /// The node's state.
@@ -276,6 +328,7 @@ impl<S: Storage> RawNode<S> {
             soft_state: raft.soft_state(),
             applied: self.applied,
             last_index: raft.log.last_index(),
+            persisted_index: raft.log.persisted_last_index(),
             membership: raft.membership.clone(),
             progress,
         }

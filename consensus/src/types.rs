@@ -246,7 +246,9 @@ pub struct Message {
     /// Entries to append (Append only).
     pub entries: Vec<Entry>,
     /// The sender's commit index (Append, Heartbeat). For a Heartbeat it is capped at what
-    /// the receiver is known to match, so a follower never commits entries it may not have.
+    /// the receiver is known to match, so a follower never commits entries it may not have;
+    /// the receiver also commits no further than its own last index (a follower that lost
+    /// its log holds less than the leader believes).
     pub commit: u64,
     /// True if the request was refused (responses only).
     pub reject: bool,

@@ -445,3 +445,226 @@ fn entry(index: u64, term: u64) -> conclave_consensus::Entry {
         payload: Bytes::new(),
     }
 }
+
+/// Thesis 10.2.1: the leader may write its own log in parallel with replication. Its
+/// entries, handed to a writer and closed with `advance_async`, are not handed out again;
+/// followers' durable copies alone may commit them; the leader's own copy counts only once
+/// `entries_persisted` reports it.
+#[test]
+fn thesis_10_2_1_leader_writes_its_own_log_asynchronously() {
+    let mut cluster = Cluster::new(&[1, 2, 3], no_pre_vote);
+    cluster.campaign(1);
+    let index = cluster.propose(1, "x");
+    let ready = cluster.take_ready(1);
+    let entries = ready.entries.clone();
+    assert_eq!(entries.last().map(|e| e.index), Some(index));
+    cluster.queue.extend(ready.messages.iter().cloned());
+    cluster.node(1).advance_async(ready).expect("advance");
+    cluster.node(1).validate().expect("invariants hold");
+    assert!(
+        !cluster.node(1).has_ready(),
+        "entries being written are not handed out again"
+    );
+    assert_eq!(cluster.nodes[&1].status().persisted_index, index - 1);
+    // Only node 2 acknowledges: with the leader's copy still being written, 1 of 3 copies
+    // is durable, which commits nothing.
+    cluster.isolate(3);
+    cluster.deliver_if(|m| m.to == 2);
+    let acks = std::mem::take(&mut cluster.queue);
+    for ack in acks {
+        cluster.deliver(ack);
+    }
+    assert_eq!(cluster.commit(1), index - 1);
+    // The write completes: the leader's copy makes the majority.
+    cluster.node(1).storage_mut().append(&entries);
+    let term = entries[0].term;
+    cluster
+        .node(1)
+        .entries_persisted(index, term)
+        .expect("persisted");
+    cluster.node(1).validate().expect("invariants hold");
+    assert_eq!(cluster.nodes[&1].status().persisted_index, index);
+    assert_eq!(cluster.commit(1), index);
+    // A second entry commits through the two followers' copies alone, before the leader's
+    // own write completes.
+    cluster.heal();
+    let second = cluster.propose(1, "y");
+    let ready = cluster.take_ready(1);
+    let entries = ready.entries.clone();
+    cluster.queue.extend(ready.messages.iter().cloned());
+    cluster.node(1).advance_async(ready).expect("advance");
+    let mut applied_on_leader = Vec::new();
+    for _ in 0..10 {
+        let messages = std::mem::take(&mut cluster.queue);
+        for message in messages {
+            cluster.deliver(message);
+        }
+        for id in [2, 3] {
+            while cluster.node(id).has_ready() {
+                let ready = cluster.take_ready(id);
+                cluster.carry_out(id, ready);
+            }
+        }
+        // The leader's own batches carry no new entries; it keeps replicating meanwhile.
+        while cluster.node(1).has_ready() {
+            let ready = cluster.take_ready(1);
+            assert!(ready.entries.is_empty());
+            assert!(ready.persisted_messages.is_empty());
+            cluster.queue.extend(ready.messages.iter().cloned());
+            applied_on_leader.extend(ready.committed_entries.iter().map(|e| e.payload.clone()));
+            cluster.node(1).advance_async(ready).expect("advance");
+        }
+    }
+    assert_eq!(cluster.commit(1), second);
+    assert_eq!(cluster.nodes[&1].status().persisted_index, second - 1);
+    assert_eq!(
+        applied_on_leader.last(),
+        Some(&payload("y")),
+        "a committed entry is applied even before the leader's own copy is durable"
+    );
+    cluster.node(1).storage_mut().append(&entries);
+    cluster
+        .node(1)
+        .entries_persisted(second, term)
+        .expect("persisted");
+    assert_eq!(cluster.nodes[&1].status().persisted_index, second);
+}
+
+/// An entry replaced while being written (a new leader overwrote it) is handed out again,
+/// and the late report of the old write changes nothing.
+#[test]
+fn thesis_10_2_1_a_replaced_entry_is_handed_out_again_and_its_late_report_ignored() {
+    let mut cluster = Cluster::new(&[1, 2, 3], no_pre_vote);
+    cluster.campaign(1);
+    cluster.isolate(1);
+    let lost = cluster.propose(1, "lost");
+    let ready = cluster.take_ready(1);
+    let old_term = ready.entries[0].term;
+    cluster.node(1).advance_async(ready).expect("advance");
+    // Node 2 wins the next term without node 1 and commits another entry at that index.
+    cluster.campaign(2);
+    cluster.propose(2, "kept");
+    cluster.stabilize();
+    cluster.heal();
+    cluster.tick(2, 1);
+    // Let messages flow, carrying out node 2's and 3's batches, until node 1 is handed
+    // the replacement.
+    let mut replacement = None;
+    for _ in 0..20 {
+        for id in [2, 3] {
+            while cluster.node(id).has_ready() {
+                let ready = cluster.take_ready(id);
+                cluster.carry_out(id, ready);
+            }
+        }
+        let messages = std::mem::take(&mut cluster.queue);
+        for message in messages {
+            cluster.deliver(message);
+        }
+        if cluster.node(1).has_ready() {
+            let ready = cluster.take_ready(1);
+            if ready.entries.iter().any(|e| e.index == lost) {
+                replacement = Some(ready);
+                break;
+            }
+            cluster.carry_out(1, ready);
+        }
+    }
+    let replacement = replacement.expect("node 1 is handed the replacement entry");
+    let entry = replacement
+        .entries
+        .iter()
+        .find(|e| e.index == lost)
+        .expect("replacement");
+    assert!(entry.term > old_term, "the new leader's entry replaces it");
+    // The old write's report arrives late: nothing changes.
+    cluster
+        .node(1)
+        .entries_persisted(lost, old_term)
+        .expect("late report");
+    assert_eq!(cluster.nodes[&1].status().persisted_index, lost - 1);
+    cluster.carry_out(1, replacement);
+    cluster.stabilize();
+    let status = cluster.nodes[&1].status();
+    assert_eq!(status.persisted_index, status.last_index);
+    assert_eq!(cluster.applied_payloads(1), vec![payload("kept")]);
+}
+
+#[test]
+#[should_panic(expected = "reported durable before it was handed out")]
+fn entries_persisted_before_they_were_handed_out_is_a_bug() {
+    let mut cluster = Cluster::new(&[1, 2, 3], no_pre_vote);
+    cluster.campaign(1);
+    let index = cluster.propose(1, "x");
+    let term = cluster.nodes[&1].status().hard_state.term;
+    let _ = cluster.node(1).entries_persisted(index, term);
+}
+
+/// Paper 5.3, AppendEntries rule 5 (commit = min(leaderCommit, last new entry)), applied to
+/// heartbeats: a follower that lost its log (a wiped directory) may be sent a commit index
+/// past its last entry; it commits no further than its log reaches.
+#[test]
+fn paper_5_3_heartbeat_commit_never_passes_the_followers_last_index() {
+    let mut config = Config::new(2);
+    quiet(&mut config);
+    let storage = MemoryStorage::new(Membership::with_voters([1, 2, 3]));
+    let mut node = RawNode::new(config.clone(), storage).expect("node");
+    let mut heartbeat = Message::new(MessageKind::Heartbeat, 1, 2, 4);
+    heartbeat.commit = 7;
+    node.step(heartbeat.clone()).expect("step");
+    node.validate().expect("invariants hold");
+    assert_eq!(node.status().hard_state.commit, 0);
+    let ready = node.ready().expect("ready");
+    assert_eq!(
+        kinds(&ready.persisted_messages),
+        vec![(MessageKind::HeartbeatResponse, 1)]
+    );
+    // With three entries of the leader's term, it commits up to its last one.
+    let mut storage = MemoryStorage::new(Membership::with_voters([1, 2, 3]));
+    storage.append(&[entry(1, 4), entry(2, 4), entry(3, 4)]);
+    let mut node = RawNode::new(config, storage).expect("node");
+    node.step(heartbeat).expect("step");
+    node.validate().expect("invariants hold");
+    assert_eq!(node.status().hard_state.commit, 3);
+}
+
+/// The core mixes the node id into `Config::seed`: nodes configured with the same seed
+/// draw different election timeouts (else they could split their votes forever), while
+/// the same seed and id replay the same timeouts.
+#[test]
+fn thesis_3_4_nodes_with_the_same_seed_draw_different_election_timeouts() {
+    fn timeouts(id: u64, seed: u64) -> Vec<u64> {
+        let mut config = Config::new(id);
+        no_pre_vote(&mut config);
+        config.seed = seed;
+        let storage = MemoryStorage::new(Membership::with_voters([1, 2, 3]));
+        let mut node = RawNode::new(config, storage).expect("node");
+        // Without pre-vote each campaign starts a term and draws a new timeout; nobody
+        // answers, so each election times out after exactly the drawn number of ticks.
+        let mut drawn = Vec::new();
+        let mut ticks = 0;
+        let mut term = node.status().hard_state.term;
+        while drawn.len() < 8 {
+            node.tick().expect("tick");
+            ticks += 1;
+            let now = node.status().hard_state.term;
+            if now != term {
+                drawn.push(ticks);
+                ticks = 0;
+                term = now;
+            }
+            assert!(ticks <= 20, "a timeout lies in [10, 20) ticks");
+        }
+        drawn
+    }
+    for seed in [0, 7, 42] {
+        let one = timeouts(1, seed);
+        let two = timeouts(2, seed);
+        assert!(one.iter().all(|t| (10..20).contains(t)), "{one:?}");
+        assert_ne!(
+            one, two,
+            "seed {seed}: nodes 1 and 2 draw the same timeouts"
+        );
+        assert_eq!(one, timeouts(1, seed), "a seed and id replay exactly");
+    }
+}
