@@ -17,8 +17,10 @@ use super::history::Record;
 pub trait Model: Sync {
     /// The object's state; cloned at every step, so keep it small.
     type State: Clone + Eq + Hash + Debug + Send;
-    /// What a caller asks (function and arguments).
-    type Input: Debug + Send + Sync;
+    /// What a caller asks (function and arguments). Equal inputs must mean
+    /// equal behaviour: the search treats two operations with unknown
+    /// outcomes and equal inputs as interchangeable.
+    type Input: Debug + PartialEq + Send + Sync;
     /// What the object answers.
     type Output: Debug + Send + Sync;
 
@@ -64,6 +66,32 @@ pub trait Model: Sync {
     fn is_read_only(&self, input: &Self::Input, output: &Self::Output) -> bool {
         let _ = (input, output);
         false
+    }
+
+    /// Whether the operation only ever *extends* the state, in the sense of
+    /// [`Model::may_extend_to`] (an append to a string, an add to a set),
+    /// whatever its answer. The default, `false`, is always safe.
+    fn only_extends(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+
+    /// Whether the read `input` answering `output` can be legal in `state` or
+    /// in a state reached from it through any number of operations for which
+    /// [`Model::only_extends`] is true. The search uses it to look ahead: once
+    /// a pending read can no longer be answered and nothing that may come
+    /// before it can do more than extend the state, the configuration is dead
+    /// (a read of `"ab"` rules out any order that has appended `"b"` before
+    /// `"a"`). Answer `true` when unsure; a wrong `false` makes the checker
+    /// wrong. The default is always `true`.
+    fn may_extend_to(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: &Self::Output,
+    ) -> bool {
+        let _ = (state, input, output);
+        true
     }
 
     /// A readable rendering of an operation, for reports.

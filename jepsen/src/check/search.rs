@@ -11,7 +11,8 @@
 //! practice (Lowe, "Testing for linearizability", 2017): two different orders
 //! that lead to the same set and state need to be explored only once.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -129,6 +130,10 @@ impl Bitset {
         self.words[bit / 64] &= !(1 << (bit % 64));
     }
 
+    fn contains(&self, bit: usize) -> bool {
+        self.words[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
     fn key<S>(&self, state: S) -> CacheKey<S> {
         let offset = self
             .words
@@ -216,10 +221,10 @@ struct Frame<S> {
     operation: u32,
     /// Which successor of the operation's step the search took.
     choice: u32,
+    /// Where the operation is in its configuration's candidate list, so that
+    /// backtracking goes on with the next candidate.
+    position: u32,
     state_before: S,
-    /// Whether the operation was picked in the pass over operations with
-    /// unknown outcomes (see [`search`]).
-    unknown_pass: bool,
     /// Whether the operation is a read that was placed as soon as it was
     /// legal: its failure settles the level below it too.
     forced: bool,
@@ -351,15 +356,24 @@ fn successors_of<M: Model>(
 
 /// Searches for a linearization of `operations` (one partition).
 ///
+/// At each configuration (set of placed operations, model state) the
+/// candidates are the operations called before the first completion still in
+/// the list. A candidate read that is legal is placed at once and no other
+/// candidate is tried there (see [`Model::is_read_only`]). Otherwise the
+/// candidates are tried in order of completion: the operation that must be
+/// finished soonest is the likeliest to come first, and the ones whose
+/// completion is unknown come last, so a wrong guess about a long operation
+/// is not carried through the rest of the history.
+///
 /// Operations whose outcome and completion are unknown are *optional*: the
-/// search succeeds once all the others are placed. At each depth it first
-/// tries the callable required operations, in time order, and only then the
-/// optional ones: those can wait until something needs their effect, so
-/// trying them last finds a linearization sooner. Both passes together try
-/// every candidate, so the search stays complete. A read that is legal is
-/// placed at once and no other candidate is tried at that depth (see
-/// [`Model::is_read_only`]), and the deepest dead end is recorded on the way
-/// for the counterexample.
+/// search succeeds once all the others are placed. Two rules keep them from
+/// multiplying the configurations: an optional operation is tried only if
+/// every earlier optional operation with an equal input is already placed
+/// (equal unknown operations are interchangeable, so only the first of a
+/// class needs trying), and a configuration is skipped when one with the same
+/// required operations and state but a subset of its optional operations was
+/// seen (see [`Cache`]). The deepest dead end is recorded on the way for the
+/// counterexample.
 pub(crate) fn search<M: Model>(
     model: &M,
     operations: &[&Operation<M::Input, M::Output>],
@@ -370,29 +384,29 @@ pub(crate) fn search<M: Model>(
         count < (u32::MAX / 2) as usize,
         "a partition has fewer than 2^31 operations"
     );
-    let optional: Vec<bool> = operations
-        .iter()
-        .map(|operation| is_optional(operation))
-        .collect();
-    let any_optional = optional.iter().any(|flag| *flag);
-    let read_only: Vec<bool> = operations
-        .iter()
-        .map(|operation| {
-            operation
-                .output
-                .as_ref()
-                .is_some_and(|output| model.is_read_only(&operation.input, output))
-        })
-        .collect();
-    // Set when the current configuration is known to fail without looking
-    // further: the search backtracks at once.
-    let mut settled = false;
+    let facts = Facts::new(model, operations);
     // The search succeeds once every operation that must be placed is.
-    let mut required_remaining = optional.iter().filter(|flag| !**flag).count();
+    let mut required_remaining = facts
+        .optional_slot
+        .iter()
+        .filter(|slot| slot.is_none())
+        .count();
     let mut list = EntryList::new(operations);
+    // Bits of optional operations stay set in `linearized`, so that the
+    // trimmed keys stay short; which ones are placed is `placed_optional`.
     let mut linearized = Bitset::new(count);
-    let mut cache: HashSet<CacheKey<M::State>, FastBuildHasher> = HashSet::default();
+    for (index, slot) in facts.optional_slot.iter().enumerate() {
+        if slot.is_some() {
+            linearized.set(index);
+        }
+    }
+    let mut placed_optional = Bitset::new(facts.optional_count);
+    let mut cache: Cache<M::State> = Cache::new(facts.optional_count);
     let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(count);
+    // The candidate lists of the configurations on the current path, one
+    // segment per configuration, starting at `segments[level]`.
+    let mut candidates: Vec<u32> = Vec::new();
+    let mut segments: Vec<u32> = Vec::with_capacity(count + 1);
     let mut successors: Vec<M::State> = Vec::new();
     let mut state = model.init();
     let mut record = Record {
@@ -402,13 +416,11 @@ pub(crate) fn search<M: Model>(
         blocking: None,
     };
     let mut recorded = false;
-    let mut unknown_pass = false;
-    let mut node = list.first();
+    // Every reset before this position of `facts.resets` is placed.
+    let mut reset_cursor = 0usize;
+    let mut action = Action::Enter;
     let mut iterations: u64 = 0;
     loop {
-        if required_remaining == 0 {
-            return Outcome::Linearizable;
-        }
         iterations += 1;
         if iterations.is_multiple_of(ITERATIONS_PER_CLOCK_READ) {
             if Instant::now() > limits.deadline {
@@ -418,125 +430,361 @@ pub(crate) fn search<M: Model>(
                 return Outcome::Unknown(GiveUp::Cancelled);
             }
         }
-        if !settled && node != list.head && node.is_multiple_of(2) {
-            let index = node / 2;
-            if optional[index as usize] != unknown_pass {
-                node = list.next[node as usize];
-                continue;
-            }
-            let operation = operations[index as usize];
-            successors_of(model, &state, operation, &mut successors);
-            linearized.set(index as usize);
-            if read_only[index as usize] && successors.len() == 1 {
+        match action {
+            Action::Enter => {
+                if required_remaining == 0 {
+                    return Outcome::Linearizable;
+                }
+                let start = candidates.len();
+                segments.push(start as u32);
+                let mut node = list.first();
+                while node != list.head && node.is_multiple_of(2) {
+                    candidates.push(node / 2);
+                    node = list.next[node as usize];
+                }
+                // Operations are numbered in call order, so ties keep it.
+                candidates[start..]
+                    .sort_unstable_by_key(|index| (operations[*index as usize].completion, *index));
+                action = Action::Scan(start as u32);
                 // A legal read goes first (see `Model::is_read_only`); if the
-                // configuration after it was seen before, it failed then, and
-                // so does this one.
-                let Some(next_state) = successors.pop() else {
-                    continue;
+                // configuration after it was seen before, it failed then (or
+                // is being explored above), and so does this one.
+                for (offset, index) in candidates[start..].iter().enumerate() {
+                    let (position, index) = (start + offset, *index as usize);
+                    if !facts.read_only[index] {
+                        continue;
+                    }
+                    successors_of(model, &state, operations[index], &mut successors);
+                    let Some(next_state) = successors.pop() else {
+                        if facts.lookahead {
+                            // Every reset called before the cursor is placed.
+                            while facts.resets.get(reset_cursor).is_some_and(|reset| {
+                                is_placed(&facts, &linearized, &placed_optional, *reset as usize)
+                            }) {
+                                reset_cursor += 1;
+                            }
+                            let reset_may_come_first =
+                                facts.resets.get(reset_cursor).is_some_and(|reset| {
+                                    operations[*reset as usize].call <= operations[index].completion
+                                });
+                            let read = operations[index];
+                            let dead = !reset_may_come_first
+                                && read.output.as_ref().is_some_and(|output| {
+                                    !model.may_extend_to(&state, &read.input, output)
+                                });
+                            if dead {
+                                action = Action::Backtrack;
+                                break;
+                            }
+                        }
+                        continue;
+                    };
+                    linearized.set(index);
+                    if !cache.insert(linearized.key(next_state.clone()), &placed_optional) {
+                        linearized.clear(index);
+                        action = Action::Backtrack;
+                        break;
+                    }
+                    let state_before = std::mem::replace(&mut state, next_state);
+                    stack.push(Frame {
+                        operation: index as u32,
+                        choice: 0,
+                        position: position as u32,
+                        state_before,
+                        forced: true,
+                        alternatives: Vec::new(),
+                    });
+                    list.lift(index as u32);
+                    required_remaining -= 1;
+                    action = Action::Enter;
+                    break;
+                }
+            }
+            Action::Scan(from) => {
+                action = Action::Backtrack;
+                let from = from as usize;
+                for (offset, index) in candidates[from..].iter().enumerate() {
+                    let (position, index) = (from + offset, *index as usize);
+                    // Reads were tried on entry: they are not legal here.
+                    if facts.read_only[index] {
+                        continue;
+                    }
+                    let slot = facts.optional_slot[index];
+                    if let Some(slot) = slot {
+                        let earlier_unplaced = facts.previous_equal[slot as usize]
+                            .is_some_and(|earlier| !placed_optional.contains(earlier as usize));
+                        if earlier_unplaced {
+                            continue;
+                        }
+                    }
+                    successors_of(model, &state, operations[index], &mut successors);
+                    match slot {
+                        Some(slot) => placed_optional.set(slot as usize),
+                        None => linearized.set(index),
+                    }
+                    let chosen = successors.iter().position(|successor| {
+                        cache.insert(linearized.key(successor.clone()), &placed_optional)
+                    });
+                    let Some(choice) = chosen else {
+                        match slot {
+                            Some(slot) => placed_optional.clear(slot as usize),
+                            None => linearized.clear(index),
+                        }
+                        continue;
+                    };
+                    if cache.entries > limits.cache_entries_max {
+                        return Outcome::Unknown(GiveUp::CacheFull);
+                    }
+                    // Deterministic models leave no alternatives: skip the
+                    // allocation.
+                    let alternatives: Vec<(u32, M::State)> = if choice + 1 == successors.len() {
+                        Vec::new()
+                    } else {
+                        let first = choice as u32 + 1;
+                        successors
+                            .drain(choice + 1..)
+                            .enumerate()
+                            .map(|(offset, successor)| (first + offset as u32, successor))
+                            .collect()
+                    };
+                    let next_state = successors.swap_remove(choice);
+                    let state_before = std::mem::replace(&mut state, next_state);
+                    stack.push(Frame {
+                        operation: index as u32,
+                        choice: choice as u32,
+                        position: position as u32,
+                        state_before,
+                        forced: false,
+                        alternatives,
+                    });
+                    list.lift(index as u32);
+                    if slot.is_none() {
+                        required_remaining -= 1;
+                    }
+                    action = Action::Enter;
+                    break;
+                }
+            }
+            Action::Backtrack => {
+                if !recorded || stack.len() > record.steps.len() {
+                    update_record(&mut record, &stack, &list);
+                    recorded = true;
+                }
+                // This configuration is done with: drop its candidates.
+                // Every configuration entered pushed a segment.
+                let start = segments.pop();
+                assert!(start.is_some(), "a backtrack has a configuration to leave");
+                candidates.truncate(start.unwrap_or(0) as usize);
+                let Some(frame) = stack.last_mut() else {
+                    return Outcome::NotLinearizable(replay(model, operations, record));
                 };
-                if !cache.insert(linearized.key(next_state.clone())) {
-                    linearized.clear(index as usize);
-                    settled = true;
+                let slot = facts.optional_slot[frame.operation as usize];
+                let mut adopted = false;
+                while let Some((choice, alternative)) = frame.alternatives.pop() {
+                    if cache.insert(linearized.key(alternative.clone()), &placed_optional) {
+                        state = alternative;
+                        frame.choice = choice;
+                        adopted = true;
+                        break;
+                    }
+                }
+                if adopted {
+                    record.low_water = record.low_water.min(stack.len() - 1);
+                    action = Action::Enter;
                     continue;
                 }
-                let state_before = std::mem::replace(&mut state, next_state);
-                stack.push(Frame {
-                    operation: index,
-                    choice: 0,
-                    state_before,
-                    unknown_pass,
-                    forced: true,
-                    alternatives: Vec::new(),
-                });
-                list.lift(index);
-                required_remaining -= 1;
-                unknown_pass = false;
-                node = list.first();
+                let Some(frame) = stack.pop() else {
+                    return Outcome::NotLinearizable(replay(model, operations, record));
+                };
+                record.low_water = record.low_water.min(stack.len());
+                state = frame.state_before;
+                match slot {
+                    Some(slot) => placed_optional.clear(slot as usize),
+                    None => {
+                        linearized.clear(frame.operation as usize);
+                        required_remaining += 1;
+                    }
+                }
+                if let Some(position) = facts.reset_position[frame.operation as usize] {
+                    reset_cursor = reset_cursor.min(position as usize);
+                }
+                list.unlift(frame.operation);
+                action = if frame.forced {
+                    Action::Backtrack
+                } else {
+                    Action::Scan(frame.position + 1)
+                };
+            }
+        }
+    }
+}
+
+/// Where the search loop goes next.
+#[derive(Clone, Copy)]
+enum Action {
+    /// A new configuration: list its candidates and place a legal read.
+    Enter,
+    /// Try the current configuration's candidates from this position of the
+    /// candidate list on.
+    Scan(u32),
+    /// The current configuration failed: undo the last step.
+    Backtrack,
+}
+
+/// Whether an operation is placed in the current configuration.
+fn is_placed(facts: &Facts, linearized: &Bitset, placed_optional: &Bitset, index: usize) -> bool {
+    match facts.optional_slot[index] {
+        Some(slot) => placed_optional.contains(slot as usize),
+        None => linearized.contains(index),
+    }
+}
+
+/// What the search precomputes about a partition's operations.
+struct Facts {
+    /// Whether to look ahead at pending reads ([`Model::may_extend_to`]): some
+    /// operation only extends the state.
+    lookahead: bool,
+    /// The operations that may do more than extend the state (neither reads
+    /// nor [`Model::only_extends`]), in call order.
+    resets: Vec<u32>,
+    /// Each operation's position in `resets`, if it is one.
+    reset_position: Vec<Option<u32>>,
+    /// Reads with a known answer ([`Model::is_read_only`]).
+    read_only: Vec<bool>,
+    /// For an optional operation, its number among the optional ones.
+    optional_slot: Vec<Option<u32>>,
+    optional_count: usize,
+    /// For each optional operation (by slot), the slot of the latest earlier
+    /// optional operation with an equal input, if any.
+    previous_equal: Vec<Option<u32>>,
+}
+
+/// How many earlier optional operations are compared with each one when
+/// looking for an equal input; beyond that, operations are treated as
+/// distinct, which only costs speed.
+const EQUAL_LOOKBACK_MAX: usize = 512;
+
+impl Facts {
+    fn new<M: Model>(model: &M, operations: &[&Operation<M::Input, M::Output>]) -> Self {
+        let read_only: Vec<bool> = operations
+            .iter()
+            .map(|operation| {
+                operation
+                    .output
+                    .as_ref()
+                    .is_some_and(|output| model.is_read_only(&operation.input, output))
+            })
+            .collect();
+        let mut optional_slot = vec![None; operations.len()];
+        let mut optional: Vec<usize> = Vec::new();
+        let mut previous_equal = Vec::new();
+        for (index, operation) in operations.iter().enumerate() {
+            if !is_optional(operation) {
                 continue;
             }
-            let chosen = successors
-                .iter()
-                .position(|successor| cache.insert(linearized.key(successor.clone())));
-            let Some(position) = chosen else {
-                linearized.clear(index as usize);
-                node = list.next[node as usize];
-                continue;
-            };
-            if cache.len() > limits.cache_entries_max {
-                return Outcome::Unknown(GiveUp::CacheFull);
-            }
-            // Deterministic models leave no alternatives: skip the allocation.
-            let alternatives: Vec<(u32, M::State)> = if position + 1 == successors.len() {
-                Vec::new()
-            } else {
-                let first = position as u32 + 1;
-                successors
-                    .drain(position + 1..)
-                    .enumerate()
-                    .map(|(offset, successor)| (first + offset as u32, successor))
-                    .collect()
-            };
-            let next_state = successors.swap_remove(position);
-            let state_before = std::mem::replace(&mut state, next_state);
-            stack.push(Frame {
-                operation: index,
-                choice: position as u32,
-                state_before,
-                unknown_pass,
-                forced: false,
-                alternatives,
-            });
-            list.lift(index);
-            if !optional[index as usize] {
-                required_remaining -= 1;
-            }
-            unknown_pass = false;
-            node = list.first();
-            continue;
+            let slot = optional.len();
+            let lookback = slot.saturating_sub(EQUAL_LOOKBACK_MAX);
+            let equal = (lookback..slot)
+                .rev()
+                .find(|earlier| operations[optional[*earlier]].input == operation.input);
+            previous_equal.push(equal.map(|earlier| earlier as u32));
+            optional_slot[index] = Some(slot as u32);
+            optional.push(index);
         }
-        // A dead end: a completion (or the end of the list) was reached, or
-        // the configuration is settled.
-        if !settled && !unknown_pass && any_optional {
-            unknown_pass = true;
-            node = list.first();
-            continue;
-        }
-        settled = false;
-        if !recorded || stack.len() > record.steps.len() {
-            update_record(&mut record, &stack, &list);
-            recorded = true;
-        }
-        let Some(frame) = stack.last_mut() else {
-            return Outcome::NotLinearizable(replay(model, operations, record));
-        };
-        let mut adopted = false;
-        while let Some((choice, alternative)) = frame.alternatives.pop() {
-            if cache.insert(linearized.key(alternative.clone())) {
-                state = alternative;
-                frame.choice = choice;
-                adopted = true;
-                break;
+        let mut resets = Vec::new();
+        let mut reset_position = vec![None; operations.len()];
+        let mut lookahead = false;
+        for (index, operation) in operations.iter().enumerate() {
+            if model.only_extends(&operation.input) {
+                lookahead = true;
+            } else if !read_only[index] {
+                reset_position[index] = Some(resets.len() as u32);
+                resets.push(index as u32);
             }
         }
-        if adopted {
-            record.low_water = record.low_water.min(stack.len() - 1);
-            unknown_pass = false;
-            node = list.first();
-            continue;
+        Self {
+            lookahead,
+            resets,
+            reset_position,
+            read_only,
+            optional_slot,
+            optional_count: optional.len(),
+            previous_equal,
         }
-        let Some(frame) = stack.pop() else {
-            return Outcome::NotLinearizable(replay(model, operations, record));
-        };
-        record.low_water = record.low_water.min(stack.len());
-        state = frame.state_before;
-        unknown_pass = frame.unknown_pass;
-        linearized.clear(frame.operation as usize);
-        list.unlift(frame.operation);
-        if !optional[frame.operation as usize] {
-            required_remaining += 1;
+    }
+}
+
+/// Lowe's cache of configurations seen, with subsumption for optional
+/// operations.
+///
+/// A configuration is (required operations placed, optional operations
+/// placed, state). If (R, O', s) was seen and O' is a subset of O, then
+/// (R, O, s) needs no search: any way to finish from it also finishes from
+/// (R, O', s), because the operations in O \ O' are optional there and never
+/// hold back a call. So the cache maps (R, s) to the optional sets seen with
+/// it and rejects a configuration whose set contains one of them. Without
+/// optional operations this is a plain set of (R, s).
+struct Cache<S> {
+    exact: HashSet<CacheKey<S>, FastBuildHasher>,
+    /// The optional sets seen with each (R, s), `words` words each, one after
+    /// the other.
+    subsuming: HashMap<CacheKey<S>, Vec<u64>, FastBuildHasher>,
+    words: usize,
+    /// How many configurations are stored (the memory budget counts these).
+    entries: usize,
+}
+
+impl<S: Eq + Hash> Cache<S> {
+    fn new(optional_count: usize) -> Self {
+        Self {
+            exact: HashSet::default(),
+            subsuming: HashMap::default(),
+            words: optional_count.div_ceil(64),
+            entries: 0,
         }
-        settled = frame.forced;
-        node = list.next[2 * frame.operation as usize];
+    }
+
+    /// Records a configuration; false if it (or one that subsumes it) was
+    /// seen.
+    fn insert(&mut self, key: CacheKey<S>, optional: &Bitset) -> bool {
+        if self.words == 0 {
+            let new = self.exact.insert(key);
+            self.entries += usize::from(new);
+            return new;
+        }
+        let set = &optional.words;
+        match self.subsuming.entry(key) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(set.clone());
+                self.entries += 1;
+                true
+            }
+            Entry::Occupied(mut occupied) => {
+                let sets = occupied.get_mut();
+                let is_subset = |small: &[u64], large: &[u64]| {
+                    small.iter().zip(large).all(|(a, b)| a & !b == 0)
+                };
+                if sets
+                    .chunks_exact(self.words)
+                    .any(|seen| is_subset(seen, set))
+                {
+                    return false;
+                }
+                // Seen sets that contain the new one are subsumed by it.
+                let before = sets.len();
+                let mut kept = 0;
+                for start in (0..before).step_by(self.words) {
+                    if !is_subset(set, &sets[start..start + self.words]) {
+                        sets.copy_within(start..start + self.words, kept);
+                        kept += self.words;
+                    }
+                }
+                sets.truncate(kept);
+                sets.extend_from_slice(set);
+                self.entries = self.entries + 1 - (before - kept) / self.words;
+                true
+            }
+        }
     }
 }
 

@@ -215,6 +215,27 @@ impl KvValue {
         self.0.length == 0
     }
 
+    /// Whether the value is the beginning of `text`, compared piece by piece
+    /// from the end of the value: the last append is where orders differ, so
+    /// a mismatch is usually found at the first piece.
+    fn is_prefix_of(&self, text: &str) -> bool {
+        if self.0.length > text.len() {
+            return false;
+        }
+        let bytes = text.as_bytes();
+        let mut end = self.0.length;
+        let mut piece = Some(self);
+        while let Some(value) = piece {
+            let start = end - value.0.text.len();
+            if &bytes[start..end] != value.0.text.as_bytes() {
+                return false;
+            }
+            end = start;
+            piece = value.0.previous.as_ref();
+        }
+        end == 0
+    }
+
     /// Whether the value is exactly `text`, compared piece by piece from the
     /// end, without building the value.
     fn equals(&self, text: &str) -> bool {
@@ -344,6 +365,20 @@ impl Model for Kv {
 
     fn is_read_only(&self, input: &KvInput, _output: &KvOutput) -> bool {
         matches!(input, KvInput::Get { .. })
+    }
+
+    fn only_extends(&self, input: &KvInput) -> bool {
+        // A get changes nothing and an append extends; a put may shorten.
+        !matches!(input, KvInput::Put { .. })
+    }
+
+    fn may_extend_to(&self, state: &KvState, input: &KvInput, output: &KvOutput) -> bool {
+        match (input, output) {
+            (KvInput::Get { key }, KvOutput::Get(value)) => {
+                lookup(state, key).is_none_or(|current| current.is_prefix_of(value))
+            }
+            _ => true,
+        }
     }
 
     fn describe_operation(&self, input: &KvInput, output: Option<&KvOutput>) -> String {
