@@ -23,6 +23,14 @@ async fn three_and_five_nodes_elect_a_leader_and_replicate() {
         for id in &voters {
             cluster.wait_for_keys(*id, 0..50).await;
         }
+        // The leader writes its own log through the group-commit writer; every queued
+        // write is reported durable to the core in the end.
+        let node = &cluster.nodes[&leader];
+        wait_for("the leader's queued writes to be reported", || async {
+            let status = node.status().await.unwrap();
+            status.persisted_index == status.last_index
+        })
+        .await;
         // A linearizable read on the leader sees the last write.
         let read = cluster.nodes[&leader]
             .read(Bytes::from(key(49)))
@@ -40,6 +48,27 @@ async fn three_and_five_nodes_elect_a_leader_and_replicate() {
         .await;
         cluster.shutdown().await;
     }
+}
+
+/// A single voter has no follower to commit for it: every write commits only once the
+/// driver reports the leader's own queued write durable to the core, and stop leaves
+/// everything on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_commits_through_its_own_queued_writes_and_keeps_them() {
+    let mut cluster = Cluster::start(&[1], 10_000).await;
+    cluster.wait_for_leader().await;
+    for i in 0..30 {
+        cluster.write(i).await;
+    }
+    let status = cluster.nodes[&1].status().await.unwrap();
+    assert!(status.hard_state.commit <= status.persisted_index);
+    cluster.stop(1).await;
+    cluster.restart(1, vec![1]).await;
+    cluster.wait_for_keys(1, 0..30).await;
+    cluster.wait_for_leader().await;
+    cluster.write(30).await;
+    cluster.wait_for_keys(1, 0..31).await;
+    cluster.shutdown().await;
 }
 
 /// Writers that keep proposing distinct keys and record the acknowledged ones.

@@ -41,6 +41,11 @@ pub struct NodeConfig {
     pub snapshot_bytes_threshold: u64,
     /// The largest command accepted from a client.
     pub command_bytes_max: usize,
+    /// How often a commit index that moved is saved to the meta file. Term and vote are
+    /// saved at once when they change; the commit index need not be durable for safety
+    /// (a restarted node relearns it from the leader), so it costs at most one meta write
+    /// per interval, and one at stop.
+    pub commit_persist_interval_ticks: u64,
 }
 
 impl NodeConfig {
@@ -61,6 +66,7 @@ impl NodeConfig {
             snapshot_entries_threshold: 10_000,
             snapshot_bytes_threshold: 64 * 1024 * 1024,
             command_bytes_max: 1024 * 1024,
+            commit_persist_interval_ticks: 50,
         }
     }
 
@@ -121,6 +127,11 @@ impl NodeConfig {
         check(
             self.command_bytes_max > 0,
             "command_bytes_max",
+            "must be > 0",
+        )?;
+        check(
+            self.commit_persist_interval_ticks > 0,
+            "commit_persist_interval_ticks",
             "must be > 0",
         )?;
         Ok(())

@@ -2,22 +2,31 @@
 //! in the order documented on `conclave_consensus::Ready`. It makes no Raft decision of its
 //! own. The application lives on the apply task (`apply.rs`).
 //!
-//! For each batch: (1) send `messages` at once, so that the leader replicates while it
-//! writes its own copy (group commit: every proposal gathered since the last batch shares
-//! this one write and fsync); (2) install `snapshot`, append `entries`, record `hard_state`,
-//! fsync if `must_sync`; (3) send `persisted_messages`; (4) hand `committed_entries` and
+//! For each batch: (1) send `messages` at once; (2) install `snapshot`, write `entries`,
+//! record `hard_state`; (3) send `persisted_messages`; (4) hand `committed_entries` and
 //! confirmed `read_states` to the apply task, in order; (5) `advance`. Snapshots the apply
 //! task takes come back here to be stored and to compact the log.
+//!
+//! Step 2 has two ways (thesis 10.2.1, etcd-raft's asynchronous storage writes). When the
+//! batch's entries continue the log and nothing in it must be durable before the driver
+//! goes on (no `persisted_messages`, no snapshot) — the leader's own appends — they are
+//! queued to conclave-log's group-commit writer, the batch is closed with
+//! `advance_async`, and the driver goes on stepping acknowledgements and proposing while
+//! the writer appends and fsyncs; a watcher thread waits for each write's ticket and
+//! reports it back, and the driver tells the core (`entries_persisted`), which only then
+//! counts the leader's own copy. Otherwise (a follower about to acknowledge, a vote, a
+//! replacement of part of the log, a snapshot) the driver first waits for every queued
+//! write, then writes and fsyncs in place and closes the batch with `advance`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use conclave_consensus::{
-    MembershipChange, Message, MessageKind, NodeId, RawNode, Ready, Role, Status,
-};
+use conclave_consensus::{MembershipChange, Message, NodeId, RawNode, Ready, Role, Status};
+use conclave_log::Ticket;
 use conclave_transport::Transport;
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,7 +62,6 @@ pub struct Driver {
     transport: Arc<dyn Transport>,
     inbox: mpsc::Receiver<Message>,
     requests: mpsc::Receiver<Request>,
-    runtime: tokio::runtime::Handle,
     /// The apply task's queue (bounded: a slow application slows the driver down).
     work: SyncSender<Work>,
     /// Snapshots the apply task took.
@@ -62,7 +70,50 @@ pub struct Driver {
     reads_asked: HashMap<u64, (Bytes, Reply<Bytes>)>,
     read_id_next: u64,
     ticks_since_proposal: u64,
+    ticks_since_commit_persisted: u64,
+    /// Queued writes, for the watcher thread to wait on; `None` once the driver ends.
+    writes: Option<std::sync::mpsc::Sender<QueuedWrite>>,
+    /// The watcher's reports, in the order the writes were queued.
+    durable: mpsc::UnboundedReceiver<DurableWrite>,
+    watcher: Option<JoinHandle<()>>,
+    /// Writes queued and not yet reported.
+    writes_in_flight: usize,
+    /// Writes reported durable that the core has not been told of yet: it is told between
+    /// batches, never while one is outstanding.
+    durable_unreported: Vec<(u64, u64)>,
     stopping: bool,
+}
+
+/// A write queued to the group-commit writer: its ticket and its last entry.
+struct QueuedWrite {
+    ticket: Ticket,
+    index: u64,
+    term: u64,
+}
+
+/// The watcher's report of a queued write.
+struct DurableWrite {
+    index: u64,
+    term: u64,
+    result: Result<(), NodeError>,
+}
+
+/// Waits for each queued write in turn (the writer completes them in order) and reports it.
+fn watch_writes(
+    writes: std::sync::mpsc::Receiver<QueuedWrite>,
+    reports: mpsc::UnboundedSender<DurableWrite>,
+) {
+    while let Ok(write) = writes.recv() {
+        let result = write.ticket.wait().map(drop).map_err(NodeError::from);
+        let report = DurableWrite {
+            index: write.index,
+            term: write.term,
+            result,
+        };
+        if reports.send(report).is_err() {
+            return;
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -77,6 +128,7 @@ enum Input {
     Message(Message),
     Request(Request),
     Taken(Taken),
+    Durable(DurableWrite),
     Closed,
 }
 
@@ -93,59 +145,99 @@ pub struct Channels {
 }
 
 impl Driver {
-    /// Builds the driver: starts the core from storage.
+    /// Builds the driver: starts the core from storage and the watcher of queued writes.
     pub fn new(
         config: NodeConfig,
         storage: LogStorage,
         transport: Arc<dyn Transport>,
         channels: Channels,
-        runtime: tokio::runtime::Handle,
     ) -> Result<Driver, NodeError> {
         let raw = RawNode::new(config.consensus_config(), storage)?;
+        let (writes, writes_receiver) = std::sync::mpsc::channel();
+        let (reports, durable) = mpsc::unbounded_channel();
+        let watcher = std::thread::Builder::new()
+            .name(format!("conclave-durable-{}", config.id))
+            .spawn(move || watch_writes(writes_receiver, reports))
+            .map_err(|error| NodeError::Storage(format!("spawn write watcher: {error}")))?;
         Ok(Driver {
             config,
             raw,
             transport,
             inbox: channels.inbox,
             requests: channels.requests,
-            runtime,
             work: channels.work,
             taken: channels.taken,
             reads_asked: HashMap::new(),
             read_id_next: 1,
             ticks_since_proposal: 0,
+            ticks_since_commit_persisted: 0,
+            writes: Some(writes),
+            durable,
+            watcher: Some(watcher),
+            writes_in_flight: 0,
+            durable_unreported: Vec::new(),
             stopping: false,
         })
     }
 
-    /// Runs until stopped or until storage fails; waiting clients are then answered with
-    /// `Stopped` (here, or by the apply task once the driver drops its queue).
+    /// Runs until stopped, until its inputs close (the runtime that served the peer
+    /// protocol shut down) or until storage fails; waiting clients are then answered with
+    /// `Stopped` (here, or by the apply task once the driver drops its queue). The driver
+    /// keeps its ticks on a runtime of its own, so that the caller's runtime may shut down
+    /// first without the driver panicking.
     pub fn run(mut self) -> Result<(), NodeError> {
-        let tick = Duration::from_millis(self.config.tick_interval_ms);
-        let mut ticker = {
-            let _entered = self.runtime.enter();
-            let mut ticker = tokio::time::interval(tick);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker
-        };
-        let result = self.run_loop(&mut ticker);
+        let result = self
+            .run_on_own_runtime()
+            .and_then(|()| self.finish_writes());
         if let Err(error) = &result {
             tracing::error!(node = self.config.id, %error, "node stops");
         }
         for (_, (_, reply)) in self.reads_asked.drain() {
             let _ = reply.send(Err(NodeError::Stopped));
         }
+        self.writes = None;
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
         result
     }
 
-    fn next_input(&mut self, ticker: &mut tokio::time::Interval) -> Input {
+    fn run_on_own_runtime(&mut self) -> Result<(), NodeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|error| NodeError::Storage(format!("driver runtime: {error}")))?;
+        let tick = Duration::from_millis(self.config.tick_interval_ms);
+        let mut ticker = {
+            let _entered = runtime.enter();
+            let mut ticker = tokio::time::interval(tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        };
+        self.run_loop(&runtime, &mut ticker)
+    }
+
+    /// Lets queued writes complete and saves the commit index, so that a stopped node holds
+    /// on disk everything it acknowledged or applied.
+    fn finish_writes(&mut self) -> Result<(), NodeError> {
+        self.wait_for_writes()?;
+        self.raw.storage_mut().persist_commit()
+    }
+
+    fn next_input(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        ticker: &mut tokio::time::Interval,
+    ) -> Input {
         let inbox = &mut self.inbox;
         let requests = &mut self.requests;
         let taken = &mut self.taken;
-        self.runtime.block_on(async {
+        let durable = &mut self.durable;
+        runtime.block_on(async {
             tokio::select! {
                 biased;
                 _ = ticker.tick() => Input::Tick,
+                write = durable.recv() => write.map_or(Input::Closed, Input::Durable),
                 snapshot = taken.recv() => snapshot.map_or(Input::Closed, Input::Taken),
                 message = inbox.recv() => message.map_or(Input::Closed, Input::Message),
                 request = requests.recv() => request.map_or(Input::Closed, Input::Request),
@@ -153,19 +245,30 @@ impl Driver {
         })
     }
 
-    fn run_loop(&mut self, ticker: &mut tokio::time::Interval) -> Result<(), NodeError> {
+    fn run_loop(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        ticker: &mut tokio::time::Interval,
+    ) -> Result<(), NodeError> {
         while !self.stopping {
             let mut proposals = Vec::new();
-            match self.next_input(ticker) {
+            match self.next_input(runtime, ticker) {
                 Input::Closed => return Ok(()),
                 Input::Tick => self.tick()?,
                 Input::Message(message) => self.step(message),
                 Input::Request(request) => self.handle_request(request, &mut proposals)?,
+                Input::Durable(write) => self.on_durable(write)?,
                 Input::Taken(taken) => {
+                    // Compaction needs the log durable up to the snapshot's index.
+                    self.wait_for_writes()?;
+                    self.report_durable()?;
                     self.raw
                         .storage_mut()
                         .compact(taken.index, taken.data, taken.membership)?;
                 }
+            }
+            while let Ok(write) = self.durable.try_recv() {
+                self.on_durable(write)?;
             }
             for _ in 0..self.config.inbox_messages_max {
                 match self.inbox.try_recv() {
@@ -188,19 +291,40 @@ impl Driver {
         Ok(())
     }
 
+    /// A queued write completed: the core learns it at once (no batch is outstanding).
+    fn on_durable(&mut self, write: DurableWrite) -> Result<(), NodeError> {
+        self.writes_in_flight -= 1;
+        write.result?;
+        self.durable_unreported.push((write.index, write.term));
+        self.report_durable()
+    }
+
+    /// Tells the core of the writes reported durable.
+    fn report_durable(&mut self) -> Result<(), NodeError> {
+        for (index, term) in std::mem::take(&mut self.durable_unreported) {
+            self.raw.entries_persisted(index, term)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks until every queued write is durable (the reports wait for `report_durable`).
+    fn wait_for_writes(&mut self) -> Result<(), NodeError> {
+        while self.writes_in_flight > 0 {
+            // The driver's thread is outside any runtime here, so a blocking receive is
+            // allowed.
+            let write = self.durable.blocking_recv().ok_or(NodeError::Stopped)?;
+            self.writes_in_flight -= 1;
+            write.result?;
+            self.durable_unreported.push((write.index, write.term));
+        }
+        Ok(())
+    }
+
     fn hand(&self, work: Work) -> Result<(), NodeError> {
         self.work.send(work).map_err(|_| NodeError::Stopped)
     }
 
-    fn step(&mut self, mut message: Message) {
-        if message.kind == MessageKind::Heartbeat {
-            // The leader caps a heartbeat's commit at what it believes this node holds; a
-            // node whose data directory was wiped holds less, and the core asserts that a
-            // commit never passes its last index. Knowing less of the commit is always safe,
-            // and the append that follows repairs the log (through a snapshot if needed).
-            let last_index = self.raw.status().last_index;
-            message.commit = message.commit.min(last_index);
-        }
+    fn step(&mut self, message: Message) {
         // A message the core refuses (stale, from a removed node) changes nothing.
         if let Err(error) = self.raw.step(message) {
             tracing::debug!(node = self.config.id, %error, "message refused");
@@ -210,6 +334,11 @@ impl Driver {
     fn tick(&mut self) -> Result<(), NodeError> {
         self.raw.tick()?;
         self.ticks_since_proposal += 1;
+        self.ticks_since_commit_persisted += 1;
+        if self.ticks_since_commit_persisted >= self.config.commit_persist_interval_ticks {
+            self.ticks_since_commit_persisted = 0;
+            self.raw.storage_mut().persist_commit()?;
+        }
         let is_leader = self.raw.status().soft_state.role == Role::Leader;
         if is_leader && self.ticks_since_proposal >= self.config.time_tick_interval_ticks {
             self.ticks_since_proposal = 0;
@@ -305,21 +434,30 @@ impl Driver {
     fn carry_out(&mut self, mut ready: Ready) -> Result<(), NodeError> {
         // 1. The leader's own traffic goes out before its write (replication in parallel).
         self.send_all(std::mem::take(&mut ready.messages));
-        // 2. Persist: snapshot, entries, hard state; fsync if asked.
+        // 2. Persist. Entries are queued behind the writes in flight only when nothing in
+        // this batch has to be durable before the driver goes on.
+        let queue_entries = !ready.entries.is_empty()
+            && ready.snapshot.is_none()
+            && ready.persisted_messages.is_empty()
+            && self.raw.storage().continues_submitted(&ready.entries);
+        if !queue_entries {
+            self.wait_for_writes()?;
+        }
         if let Some(snapshot) = &ready.snapshot {
             self.raw.storage_mut().install_snapshot(snapshot.clone())?;
             self.hand(Work::Restore(snapshot.clone()))?;
         }
-        self.raw.storage_mut().append(&ready.entries)?;
-        if ready.must_sync {
-            self.raw.storage_mut().sync()?;
+        if queue_entries {
+            self.queue_write(&ready.entries)?;
+        } else {
+            self.raw.storage_mut().append_durably(&ready.entries)?;
         }
         if let Some(hard_state) = ready.hard_state {
-            self.raw
-                .storage_mut()
-                .set_hard_state(hard_state, ready.must_sync)?;
+            // Saved (with an fsync) at once only if the term or vote changed.
+            self.raw.storage_mut().set_hard_state(hard_state)?;
         }
-        // 3. Acknowledgements and votes promise what step 2 made durable.
+        // 3. Acknowledgements and votes promise what step 2 made durable (every queued
+        // write included: the wait above).
         self.send_all(std::mem::take(&mut ready.persisted_messages));
         // 4. Apply (on the apply task, in order) and queue confirmed reads behind them. The
         // batch keeps its committed entries: `advance` learns the applied index from them.
@@ -335,9 +473,32 @@ impl Driver {
                 })?;
             }
         }
-        // 5. Close the batch.
-        self.raw.advance(ready)?;
+        // 5. Close the batch, then tell the core of writes that completed meanwhile.
+        if queue_entries {
+            self.raw.advance_async(ready)?;
+        } else {
+            self.raw.advance(ready)?;
+        }
+        self.report_durable()?;
         self.fail_reads_if_not_leader();
+        Ok(())
+    }
+
+    fn queue_write(&mut self, entries: &[conclave_consensus::Entry]) -> Result<(), NodeError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (index, term) = (last.index, last.term);
+        let ticket = self.raw.storage_mut().submit(entries)?;
+        let writes = self.writes.as_ref().ok_or(NodeError::Stopped)?;
+        writes
+            .send(QueuedWrite {
+                ticket,
+                index,
+                term,
+            })
+            .map_err(|_| NodeError::Stopped)?;
+        self.writes_in_flight += 1;
         Ok(())
     }
 

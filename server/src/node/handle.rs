@@ -36,8 +36,9 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Opens the node's storage and starts its driver thread. `inbox` receives the messages
-    /// that `transport`'s server side delivers for this node. Must be called inside a tokio
-    /// runtime, whose timers the driver uses.
+    /// that `transport`'s server side delivers for this node. The driver keeps its timers on
+    /// a runtime of its own; when `inbox` closes (the runtime that delivered it shut down),
+    /// the driver ends.
     pub fn start(
         config: NodeConfig,
         application: Box<dyn Application>,
@@ -52,10 +53,6 @@ impl Node {
         };
         let storage = LogStorage::open(&config.data_directory, bootstrap)?;
         let (requests, request_receiver) = mpsc::channel(config.request_queue_max);
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::Config {
-            field: "runtime",
-            reason: "start inside tokio".into(),
-        })?;
         let id = config.id;
         let (work, work_receiver) = std::sync::mpsc::sync_channel(config.apply_queue_batches_max);
         let (taken, taken_receiver) = mpsc::unbounded_channel();
@@ -70,7 +67,7 @@ impl Node {
             work,
             taken: taken_receiver,
         };
-        let driver = Driver::new(config, storage, transport.clone(), channels, runtime)?;
+        let driver = Driver::new(config, storage, transport.clone(), channels)?;
         let apply_thread = std::thread::Builder::new()
             .name(format!("conclave-apply-{id}"))
             .spawn(move || applier.run(work_receiver))
