@@ -312,3 +312,39 @@ async fn membership_changes_under_load_lose_no_write() {
     }
     cluster.shutdown().await;
 }
+
+/// The runtime that started a node may shut down before `Node::stop`: the peer server goes
+/// with it, the driver sees its inbox close and ends cleanly (it keeps its timers on a
+/// runtime of its own), and the process goes on.
+#[test]
+fn dropping_the_runtime_before_stop_ends_the_node_without_a_panic() {
+    let build = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let runtime = build();
+    let cluster = runtime.block_on(async {
+        let cluster = Cluster::start(&[1, 2, 3], 10_000).await;
+        cluster.wait_for_leader().await;
+        cluster.write(0).await;
+        cluster
+    });
+    let common::Cluster {
+        nodes, directory, ..
+    } = cluster;
+    drop(runtime);
+    let runtime = build();
+    runtime.block_on(async {
+        for (id, node) in nodes {
+            wait_for(&format!("node {id}'s driver to end"), || async {
+                node.status().await == Err(NodeError::Stopped)
+            })
+            .await;
+            assert_eq!(node.stop().await, Ok(()), "node {id} ended without a panic");
+        }
+    });
+    drop(directory);
+}
