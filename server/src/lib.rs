@@ -10,5 +10,6 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod gateway;
 pub mod machines;
 pub mod node;

@@ -13,15 +13,20 @@ use std::sync::mpsc;
 use bytes::Bytes;
 use conclave_statemachines::kv::KvConfig;
 use conclave_statemachines::{
-    Applied, Entry, Error, EventBatch, QueryRequest, Registry, SessionConfig, SessionError,
-    SessionId, SessionLayer, codec,
+    Applied, CommandOutput, Entry, Error, EventBatch, QueryRequest, Registry, SessionConfig,
+    SessionError, SessionId, SessionLayer, codec,
 };
 use tokio::sync::broadcast;
 
 use crate::node::Application;
 
-/// What one applied entry produced for connected clients: the event batches to push and the
-/// sessions that expired. Frontends subscribe with [`SessionApplication::subscribe`].
+/// What one applied entry produced for connected clients: the event batches to push, the
+/// sessions that expired, and the outputs of buffered commands that the entry released.
+/// Frontends subscribe with [`SessionApplication::subscribe`].
+///
+/// Released outputs travel here because the entry that fills a sequence gap may have been
+/// proposed through another node than the buffered command: every replica applies it, so
+/// the frontend that waits for the buffered command learns its output from its own replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionNotice {
     /// The index of the entry that produced the notice.
@@ -30,6 +35,8 @@ pub struct SessionNotice {
     pub events: Vec<EventBatch>,
     /// Sessions that expired at this entry.
     pub expired: Vec<SessionId>,
+    /// Outputs of earlier buffered commands that this entry released.
+    pub released: Vec<CommandOutput>,
 }
 
 /// The bounds of a [`SessionApplication`].
@@ -63,7 +70,10 @@ type Job = Box<dyn FnOnce(&mut SessionLayer) + Send>;
 /// Machines are not required to be `Send` (the statemachines crate is single-threaded), but
 /// the node runs its application on its own apply thread. So the layer lives on one
 /// dedicated thread for its whole life and this handle sends it each call and waits for the
-/// answer: calls stay strictly ordered and deterministic. Dropping the handle ends the thread.
+/// answer: calls stay strictly ordered and deterministic. Clones share the one layer (the
+/// node applies through one, frontends read unacknowledged events through another);
+/// dropping the last clone ends the thread.
+#[derive(Clone)]
 pub struct SessionApplication {
     jobs: mpsc::Sender<Job>,
     notices: broadcast::Sender<SessionNotice>,
@@ -160,13 +170,15 @@ impl SessionApplication {
 
     fn apply_and_deliver(&self, index: u64, log_time_ms: u64, bytes: Vec<u8>) -> Applied {
         let applied = self.with_layer(move |layer| layer.apply(index, log_time_ms, &bytes));
-        if !applied.events.is_empty() || !applied.expired.is_empty() {
+        if !applied.events.is_empty() || !applied.expired.is_empty() || !applied.released.is_empty()
+        {
             // Sending fails only when nobody listens; the layer keeps unacknowledged
             // batches, so a frontend that subscribes later still resends them.
             let _ = self.notices.send(SessionNotice {
                 index: applied.index,
                 events: applied.events.clone(),
                 expired: applied.expired.clone(),
+                released: applied.released.clone(),
             });
         }
         applied
