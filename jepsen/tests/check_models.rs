@@ -385,15 +385,40 @@ fn an_exhausted_budget_ends_in_unknown() {
         history.push(write(process, 0, 100, process as i64));
     }
     history.push(read(99, 101, 102, Some(1000)));
+    // The check before the search would refute the read at once: leave the
+    // search alone with the budget.
     let tiny = CheckConfig {
         cache_entries_max: 10,
+        refute_unreachable_answers: false,
         ..CheckConfig::default()
     };
     let report = check(&Register, &history, &tiny).unwrap();
     assert_eq!(report.verdict, Verdict::Unknown);
     assert_eq!(report.partitions[0].give_up, Some(GiveUp::CacheFull));
-    let report = check(&Register, &history, &CheckConfig::default()).unwrap();
+    let searched = CheckConfig {
+        refute_unreachable_answers: false,
+        ..CheckConfig::default()
+    };
+    let report = check(&Register, &history, &searched).unwrap();
     assert_eq!(report.verdict, Verdict::NotLinearizable);
+    assert!(
+        !report.partitions[0]
+            .counterexample
+            .as_ref()
+            .unwrap()
+            .unreachable_answer
+    );
+    // With the check, the same budget is enough: no search is needed.
+    let checked = CheckConfig {
+        refute_unreachable_answers: true,
+        ..tiny.clone()
+    };
+    let report = check(&Register, &history, &checked).unwrap();
+    assert_eq!(report.verdict, Verdict::NotLinearizable);
+    let counterexample = report.partitions[0].counterexample.as_ref().unwrap();
+    assert!(counterexample.unreachable_answer);
+    assert_eq!(counterexample.blocking, Some(12));
+    assert_eq!(counterexample.unplaceable, vec![12]);
     let zero = CheckConfig {
         duration_max: Duration::ZERO,
         ..CheckConfig::default()
@@ -480,4 +505,105 @@ fn a_value_built_by_very_many_appends_is_checked_and_dropped() {
             .verdict,
         Verdict::NotLinearizable
     );
+}
+
+mod lookahead {
+    //! The search rules out orders of appends that a pending get contradicts,
+    //! unless a put may come first and reset the value.
+
+    use std::sync::Arc;
+
+    use conclave_jepsen::check::models::kv::{Kv, KvInput, KvOutput};
+    use conclave_jepsen::check::{CheckConfig, Operation, Verdict, check};
+
+    fn append(call: u64, completion: u64, value: &str) -> Operation<KvInput, KvOutput> {
+        let input = KvInput::Append {
+            key: Arc::from("k"),
+            value: Arc::from(value),
+        };
+        Operation::completed(call, call, completion, input, KvOutput::Done)
+    }
+
+    fn put(call: u64, completion: u64, value: &str) -> Operation<KvInput, KvOutput> {
+        let input = KvInput::Put {
+            key: Arc::from("k"),
+            value: Arc::from(value),
+        };
+        Operation::completed(call, call, completion, input, KvOutput::Done)
+    }
+
+    fn get(call: u64, completion: u64, value: &str) -> Operation<KvInput, KvOutput> {
+        let input = KvInput::Get {
+            key: Arc::from("k"),
+        };
+        Operation::completed(
+            100 + call,
+            call,
+            completion,
+            input,
+            KvOutput::Get(value.into()),
+        )
+    }
+
+    fn verdict(history: &[Operation<KvInput, KvOutput>]) -> Verdict {
+        check(&Kv, history, &CheckConfig::default())
+            .unwrap()
+            .verdict
+    }
+
+    #[test]
+    fn appends_in_the_order_a_long_get_shows_are_found() {
+        // Three overlapping appends; only a get at the end tells their order,
+        // which is not the order of their calls or completions.
+        let history = [
+            append(0, 10, "a"),
+            append(1, 9, "b"),
+            append(2, 8, "c"),
+            get(0, 20, "cab"),
+        ];
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+        let history = [
+            append(0, 10, "a"),
+            append(1, 9, "b"),
+            append(2, 8, "c"),
+            get(0, 20, "cabc"),
+        ];
+        assert_eq!(verdict(&history), Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn a_put_that_may_come_between_keeps_an_order_the_get_alone_rules_out() {
+        // After "b" the value is no prefix of the get's "ab", but the put may
+        // come between and reset it: b, put a, b, get.
+        let history = [
+            append(0, 1, "b"),
+            put(2, 5, "a"),
+            append(3, 6, "b"),
+            get(0, 10, "ab"),
+        ];
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+        // Without the put, b completed before a was called: only "ba".
+        let history = [append(0, 1, "b"), append(3, 6, "a"), get(0, 10, "ab")];
+        assert_eq!(verdict(&history), Verdict::NotLinearizable);
+        // A put called only after the get completed cannot help.
+        let history = [
+            append(0, 1, "b"),
+            append(3, 6, "a"),
+            get(0, 10, "ab"),
+            put(11, 12, "a"),
+        ];
+        assert_eq!(verdict(&history), Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn an_unknown_put_may_also_reset() {
+        let mut history = vec![
+            append(0, 1, "b"),
+            put(2, 5, "a"),
+            append(3, 6, "b"),
+            get(0, 10, "ab"),
+        ];
+        history[1] = Operation::unknown(2, 2, history[1].input.clone());
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+    }
 }

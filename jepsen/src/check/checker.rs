@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::error::CheckError;
 use super::history::Operation;
 use super::model::Model;
+use super::reachable;
 use super::search::{self, GiveUp, Limits};
 
 /// The bounds of one check. Every field is validated by [`CheckConfig::validate`].
@@ -30,6 +31,12 @@ pub struct CheckConfig {
     /// unknown with [`GiveUp::Cancelled`]. Turn it off for a verdict on every
     /// partition.
     pub stop_on_first_violation: bool,
+    /// Whether to refute, before searching, a partition in which an answer is
+    /// given by no state its operations can reach in any order (a read of a
+    /// value nobody wrote). Turning it off leaves every verdict the same and
+    /// makes such refutations slower; tests turn it off to exercise the
+    /// search alone.
+    pub refute_unreachable_answers: bool,
 }
 
 /// Upper bound on `threads_max`, to catch configuration mistakes.
@@ -45,6 +52,7 @@ impl Default for CheckConfig {
             threads_max: std::thread::available_parallelism().map_or(1, |count| count.get()),
             partition: true,
             stop_on_first_violation: true,
+            refute_unreachable_answers: true,
         }
     }
 }
@@ -141,6 +149,10 @@ pub struct Counterexample {
     /// an unplaceable operation to the completion of the blocking one, plus
     /// the last placed operation (which set the state they contradict).
     pub window: Vec<usize>,
+    /// Whether the blocking operation's answer is given by no state that the
+    /// partition's operations can reach in any order (found before the
+    /// search; see [`REACHABLE_STATES_MAX`](super::REACHABLE_STATES_MAX)).
+    pub unreachable_answer: bool,
 }
 
 /// The result for one partition.
@@ -212,7 +224,7 @@ pub fn check<M: Model>(
             let Some((key, members)) = groups.get(position) else {
                 break;
             };
-            let report = check_partition(model, operations, *key, members, &limits);
+            let report = check_partition(model, operations, *key, members, &limits, config);
             if report.verdict == Verdict::NotLinearizable {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -263,6 +275,7 @@ fn check_partition<M: Model>(
     key: u64,
     members: &[usize],
     limits: &Limits<'_>,
+    config: &CheckConfig,
 ) -> PartitionReport {
     let started = Instant::now();
     if limits.stop.is_some_and(|stop| stop.load(Ordering::Relaxed)) {
@@ -287,20 +300,78 @@ fn check_partition<M: Model>(
         counterexample: None,
         elapsed: Duration::ZERO,
     };
-    match search::search(model, &view, limits) {
-        search::Outcome::Linearizable => {}
+    let impossible = if config.refute_unreachable_answers {
+        reachable::impossible_answers(model, &view)
+            .and_then(|impossible| impossible.first().copied())
+    } else {
+        None
+    };
+    let outcome = match impossible {
+        Some(operation) => {
+            search::Outcome::NotLinearizable(refute_answer(model, &view, operation, limits))
+        }
+        None => search::search(model, &view, limits),
+    };
+    match outcome {
+        search::Outcome::Linearizable(_) => {}
         search::Outcome::Unknown(reason) => {
             report.verdict = Verdict::Unknown;
             report.give_up = Some(reason);
         }
         search::Outcome::NotLinearizable(deepest) => {
             report.verdict = Verdict::NotLinearizable;
-            report.counterexample = Some(counterexample(model, &view, &members, deepest));
+            let mut found = counterexample(model, &view, &members, deepest);
+            found.unreachable_answer = impossible.is_some();
+            report.counterexample = Some(found);
         }
     }
     report.operations = members;
     report.elapsed = started.elapsed();
     report
+}
+
+/// The most cache entries the search for a counterexample's prefix may use
+/// when the verdict is already known (see [`refute_answer`]).
+pub const COUNTEREXAMPLE_CACHE_ENTRIES_MAX: usize = 100_000;
+
+/// The counterexample for `impossible`, an operation whose answer no
+/// reachable state gives. The verdict is settled already; what is left is to
+/// show a long linearizable prefix. The other operations are searched under a
+/// small budget; if they have a linearization, its longest prefix made of
+/// operations called before `impossible` completed is a linearizable prefix
+/// of the whole partition after which `impossible` could go next, in time,
+/// but fits no state. Otherwise the prefix is left empty.
+fn refute_answer<M: Model>(
+    model: &M,
+    view: &[&Operation<M::Input, M::Output>],
+    impossible: usize,
+    limits: &Limits<'_>,
+) -> search::Deepest<M::State> {
+    let others: Vec<usize> = (0..view.len())
+        .filter(|index| *index != impossible)
+        .collect();
+    let other_view: Vec<&Operation<M::Input, M::Output>> =
+        others.iter().map(|index| view[*index]).collect();
+    let other_limits = Limits {
+        deadline: limits.deadline,
+        cache_entries_max: limits
+            .cache_entries_max
+            .min(COUNTEREXAMPLE_CACHE_ENTRIES_MAX),
+        stop: limits.stop,
+    };
+    let steps = match search::search(model, &other_view, &other_limits) {
+        search::Outcome::Linearizable(steps) => {
+            let end = view[impossible].completion;
+            steps
+                .into_iter()
+                .map(|(operation, choice)| (others[operation as usize], choice))
+                .take_while(|(operation, _)| view[*operation].call <= end)
+                .map(|(operation, choice)| (operation as u32, choice))
+                .collect()
+        }
+        search::Outcome::NotLinearizable(_) | search::Outcome::Unknown(_) => Vec::new(),
+    };
+    search::deepest_after(model, view, steps, vec![impossible], Some(impossible))
 }
 
 fn counterexample<M: Model>(
@@ -353,5 +424,6 @@ fn counterexample<M: Model>(
             .collect(),
         blocking: deepest.blocking.map(|local| members[local]),
         window: window.into_iter().map(|local| members[local]).collect(),
+        unreachable_answer: false,
     }
 }

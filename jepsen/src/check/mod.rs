@@ -43,19 +43,21 @@ mod history;
 pub mod html;
 mod model;
 pub mod models;
+mod reachable;
 pub mod report;
 mod search;
 
 use std::str::FromStr;
 
 pub use checker::{
-    CheckConfig, CheckReport, Counterexample, DESCRIPTION_LENGTH_MAX, LinearizationStep,
-    PartitionReport, THREADS_MAX_LIMIT, Verdict, check,
+    COUNTEREXAMPLE_CACHE_ENTRIES_MAX, CheckConfig, CheckReport, Counterexample,
+    DESCRIPTION_LENGTH_MAX, LinearizationStep, PartitionReport, THREADS_MAX_LIMIT, Verdict, check,
 };
 pub use error::CheckError;
 pub use formats::Format;
 pub use history::{Event, EventKind, Operation, Outcome, Record, pair_events};
 pub use model::{FromRecord, Model, operations_from_records};
+pub use reachable::{REACHABLE_STATES_MAX, REACHABLE_STEPS_MAX};
 pub use search::{GiveUp, STATES_KEPT_MAX};
 
 /// The built-in models, by the names the command line uses.

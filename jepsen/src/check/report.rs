@@ -127,11 +127,20 @@ fn render_counterexample<M: Model>(
         let _ = writeln!(text, "    {}", describe(model, operations, *index));
     }
     if let Some(blocking) = counterexample.blocking {
-        let _ = writeln!(
-            text,
-            "  and {} completed before any of them could be placed.",
-            describe(model, operations, blocking)
-        );
+        if counterexample.unreachable_answer {
+            let _ = writeln!(
+                text,
+                "  and no state that this partition's operations can reach, in any order, \
+                 gives the answer of {}.",
+                describe(model, operations, blocking)
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "  and {} completed before any of them could be placed.",
+                describe(model, operations, blocking)
+            );
+        }
     }
     let _ = writeln!(
         text,

@@ -197,7 +197,8 @@ impl std::fmt::Display for GiveUp {
 
 /// What one search found.
 pub(crate) enum Outcome<S> {
-    Linearizable,
+    /// The linearization found: each operation with the successor taken.
+    Linearizable(Vec<(u32, u32)>),
     /// No order works; the deepest point the search reached.
     NotLinearizable(Deepest<S>),
     Unknown(GiveUp),
@@ -329,7 +330,7 @@ fn is_optional<I, O>(operation: &Operation<I, O>) -> bool {
 }
 
 /// The states `operation` can lead to from `state`, as the search tries them.
-fn successors_of<M: Model>(
+pub(crate) fn successors_of<M: Model>(
     model: &M,
     state: &M::State,
     operation: &Operation<M::Input, M::Output>,
@@ -433,7 +434,12 @@ pub(crate) fn search<M: Model>(
         match action {
             Action::Enter => {
                 if required_remaining == 0 {
-                    return Outcome::Linearizable;
+                    return Outcome::Linearizable(
+                        stack
+                            .iter()
+                            .map(|frame| (frame.operation, frame.choice))
+                            .collect(),
+                    );
                 }
                 let start = candidates.len();
                 segments.push(start as u32);
@@ -804,6 +810,24 @@ fn update_record<S>(record: &mut Record, stack: &[Frame<S>], list: &EntryList) {
         node = list.next[node as usize];
     }
     record.blocking = (node != list.head).then_some(node as usize / 2);
+}
+
+/// The deepest point made of a linearization found elsewhere (operation and
+/// successor choice per step) and the operations that cannot follow it.
+pub(crate) fn deepest_after<M: Model>(
+    model: &M,
+    operations: &[&Operation<M::Input, M::Output>],
+    steps: Vec<(u32, u32)>,
+    candidates: Vec<usize>,
+    blocking: Option<usize>,
+) -> Deepest<M::State> {
+    let record = Record {
+        steps,
+        low_water: 0,
+        candidates,
+        blocking,
+    };
+    replay(model, operations, record)
 }
 
 /// Rebuilds the states of the recorded linearization by running the model
