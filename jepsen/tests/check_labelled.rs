@@ -5,7 +5,12 @@
 
 use std::path::PathBuf;
 
-use conclave_jepsen::check::{CheckConfig, Format, ModelName, Verdict, check_text};
+use conclave_jepsen::check::models::kv::Kv;
+use conclave_jepsen::check::models::register::Register;
+use conclave_jepsen::check::{
+    CheckConfig, Format, FromRecord, Model, ModelName, Operation, Verdict, WindowKind, check,
+    check_text, formats, operations_from_records,
+};
 
 fn data_directory() -> PathBuf {
     let directory = std::env::var_os("CONCLAVE_LINCHECK_DATA").map_or_else(
@@ -144,4 +149,96 @@ fn kv_histories_get_their_verdicts_without_partitioning() {
         };
         assert_eq!(analysis.report.verdict, expected, "{}", row.file);
     }
+}
+
+/// Checks `operations` with the operations outside `keep` relaxed: each
+/// keeps its interval, but its result is unknown and it may not have
+/// happened.
+fn verdict_keeping<M: Model>(
+    model: &M,
+    operations: &[Operation<M::Input, M::Output>],
+    keep: &[usize],
+) -> Verdict {
+    let relaxed: Vec<Operation<M::Input, M::Output>> = operations
+        .iter()
+        .enumerate()
+        .map(|(index, operation)| {
+            let mut operation = operation.clone();
+            if !keep.contains(&index) {
+                operation.output = None;
+            }
+            operation
+        })
+        .collect();
+    check(model, &relaxed, &CheckConfig::default())
+        .unwrap()
+        .verdict
+}
+
+/// The window of every failing partition is a violation by itself when it is
+/// reported so, and when it is reported minimal no operation of it can be
+/// spared. Returns the window sizes.
+fn check_windows<M: FromRecord>(model: &M, file: &str, format: Format) -> Vec<usize> {
+    let text = std::fs::read_to_string(data_directory().join(file)).unwrap();
+    let records = formats::parse(&text, format).unwrap();
+    let operations = operations_from_records(model, &records).unwrap();
+    let report = check(model, &operations, &CheckConfig::default()).unwrap();
+    assert_eq!(report.verdict, Verdict::NotLinearizable, "{file}");
+    let mut sizes = Vec::new();
+    for partition in &report.partitions {
+        let Some(counterexample) = &partition.counterexample else {
+            continue;
+        };
+        let window = &counterexample.window;
+        let kind = counterexample.window_kind;
+        println!("{file}: window of {} operations, {kind:?}", window.len());
+        assert!(!window.is_empty(), "{file}");
+        if kind == WindowKind::AroundDeadEnd {
+            // Nothing is claimed about these but where the search got stuck.
+            sizes.push(window.len());
+            continue;
+        }
+        assert_eq!(
+            verdict_keeping(model, &operations, window),
+            Verdict::NotLinearizable,
+            "{file}: the window {window:?} is not a violation by itself"
+        );
+        if kind == WindowKind::Minimal {
+            for spared in window {
+                let rest: Vec<usize> = window.iter().copied().filter(|i| i != spared).collect();
+                assert_eq!(
+                    verdict_keeping(model, &operations, &rest),
+                    Verdict::Linearizable,
+                    "{file}: the window {window:?} is minimal, yet #{spared} can be spared"
+                );
+            }
+        }
+        sizes.push(window.len());
+    }
+    sizes
+}
+
+/// The largest window a labelled violation has.
+const WINDOW_SIZE_MAX: usize = 32;
+
+#[test]
+fn windows_of_labelled_violations_are_small_violations_by_themselves() {
+    let mut sizes = Vec::new();
+    for row in rows().iter().filter(|row| row.linearizable == Some(false)) {
+        sizes.extend(match row.model {
+            ModelName::Register => check_windows(&Register, &row.file, row.format),
+            _ => check_windows(&Kv, &row.file, row.format),
+        });
+    }
+    sizes.sort_unstable();
+    assert!(sizes.len() >= 79 + 3, "a window per failing history");
+    println!("window sizes: {sizes:?}");
+    assert!(
+        sizes[sizes.len() / 2] <= 3,
+        "half the windows have at most 3 operations"
+    );
+    assert!(
+        sizes[sizes.len() - 1] <= WINDOW_SIZE_MAX,
+        "no window is larger than {WINDOW_SIZE_MAX}"
+    );
 }

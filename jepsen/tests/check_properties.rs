@@ -150,6 +150,8 @@ fn refutation_config(refute_unreachable_answers: bool) -> CheckConfig {
         cache_entries_max: 200_000,
         duration_max: Duration::from_secs(120),
         refute_unreachable_answers,
+        // These tests are about verdicts; the windows have their own test.
+        window_trials_max: 0,
         ..config()
     }
 }

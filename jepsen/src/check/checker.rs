@@ -11,6 +11,7 @@ use super::history::Operation;
 use super::model::Model;
 use super::reachable;
 use super::search::{self, GiveUp, Limits};
+use super::window;
 
 /// The bounds of one check. Every field is validated by [`CheckConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,12 @@ pub struct CheckConfig {
     /// makes such refutations slower; tests turn it off to exercise the
     /// search alone.
     pub refute_unreachable_answers: bool,
+    /// How many trial searches may narrow a violation down to its smallest
+    /// window (see [`Counterexample::window`]), per failing partition; zero
+    /// skips the narrowing and reports the operations around the dead end.
+    /// A count rather than a time, so that reports are the same on every
+    /// machine.
+    pub window_trials_max: usize,
 }
 
 /// Upper bound on `threads_max`, to catch configuration mistakes.
@@ -53,6 +60,7 @@ impl Default for CheckConfig {
             partition: true,
             stop_on_first_violation: true,
             refute_unreachable_answers: true,
+            window_trials_max: 100,
         }
     }
 }
@@ -117,6 +125,20 @@ pub fn shorten(mut text: String, length_max: usize) -> String {
     text
 }
 
+/// How far the narrowing of a counterexample's window got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// A violation by itself (with every other operation's result unknown),
+    /// and no operation of it can be spared.
+    Minimal,
+    /// A violation by itself, but the budget
+    /// ([`CheckConfig::window_trials_max`]) ran out before it was minimal.
+    Violation,
+    /// The operations around the search's dead end: the budget ran out
+    /// before anything smaller was shown to be a violation by itself.
+    AroundDeadEnd,
+}
+
 /// One step of a linearization: an operation and the state it left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinearizationStep {
@@ -144,11 +166,16 @@ pub struct Counterexample {
     /// is itself among them unless it was never callable); `None` only if the
     /// list ended, which a correct search never reports.
     pub blocking: Option<usize>,
-    /// The smallest window of operations involved: every operation of the
-    /// partition whose interval overlaps the span from the earliest call of
-    /// an unplaceable operation to the completion of the blocking one, plus
-    /// the last placed operation (which set the state they contradict).
+    /// The smallest window of operations involved, in call order (see
+    /// [`WindowKind`] for how sure that is): a set of
+    /// operations whose recorded results already admit no linearization when
+    /// every other operation of the partition is taken as unknown (it keeps
+    /// its interval, but its result is unknown and it may not have happened
+    /// at all). For a stale read it is typically the read and the one or two
+    /// operations that show the value had changed.
     pub window: Vec<usize>,
+    /// How far the narrowing of the window got.
+    pub window_kind: WindowKind,
     /// Whether the blocking operation's answer is given by no state that the
     /// partition's operations can reach in any order (found before the
     /// search; see [`REACHABLE_STATES_MAX`](super::REACHABLE_STATES_MAX)).
@@ -320,7 +347,7 @@ fn check_partition<M: Model>(
         }
         search::Outcome::NotLinearizable(deepest) => {
             report.verdict = Verdict::NotLinearizable;
-            let mut found = counterexample(model, &view, &members, deepest);
+            let mut found = counterexample(model, &view, &members, deepest, limits, config);
             found.unreachable_answer = impossible.is_some();
             report.counterexample = Some(found);
         }
@@ -379,6 +406,8 @@ fn counterexample<M: Model>(
     view: &[&Operation<M::Input, M::Output>],
     members: &[usize],
     deepest: search::Deepest<M::State>,
+    limits: &Limits<'_>,
+    config: &CheckConfig,
 ) -> Counterexample {
     let skipped = deepest.linearization.len() - deepest.states.len();
     let linearized: Vec<LinearizationStep> = deepest.linearization[skipped..]
@@ -414,6 +443,8 @@ fn counterexample<M: Model>(
     }
     window.sort_by_key(|local| (view[*local].call, *local));
     window.dedup();
+    // The operations around the dead end are a first guess at the window.
+    let window = window::smallest_window(model, view, &window, limits, config);
     Counterexample {
         linearized_count: deepest.linearization.len(),
         linearized,
@@ -423,7 +454,12 @@ fn counterexample<M: Model>(
             .map(|local| members[*local])
             .collect(),
         blocking: deepest.blocking.map(|local| members[local]),
-        window: window.into_iter().map(|local| members[local]).collect(),
+        window: window
+            .operations
+            .into_iter()
+            .map(|local| members[local])
+            .collect(),
+        window_kind: window.kind,
         unreachable_answer: false,
     }
 }

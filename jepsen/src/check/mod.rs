@@ -46,12 +46,14 @@ pub mod models;
 mod reachable;
 pub mod report;
 mod search;
+mod window;
 
 use std::str::FromStr;
 
 pub use checker::{
     COUNTEREXAMPLE_CACHE_ENTRIES_MAX, CheckConfig, CheckReport, Counterexample,
-    DESCRIPTION_LENGTH_MAX, LinearizationStep, PartitionReport, THREADS_MAX_LIMIT, Verdict, check,
+    DESCRIPTION_LENGTH_MAX, LinearizationStep, PartitionReport, THREADS_MAX_LIMIT, Verdict,
+    WindowKind, check,
 };
 pub use error::CheckError;
 pub use formats::Format;
@@ -59,6 +61,7 @@ pub use history::{Event, EventKind, Operation, Outcome, Record, pair_events};
 pub use model::{FromRecord, Model, operations_from_records};
 pub use reachable::{REACHABLE_STATES_MAX, REACHABLE_STEPS_MAX};
 pub use search::{GiveUp, STATES_KEPT_MAX};
+pub use window::{WINDOW_CACHE_ENTRIES_MAX, WINDOW_OPERATIONS_MAX};
 
 /// The built-in models, by the names the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

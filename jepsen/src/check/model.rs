@@ -20,9 +20,11 @@ pub trait Model: Sync {
     /// What a caller asks (function and arguments). Equal inputs must mean
     /// equal behaviour: the search treats two operations with unknown
     /// outcomes and equal inputs as interchangeable.
-    type Input: Debug + PartialEq + Send + Sync;
+    /// Inputs are cloned to build relaxed copies of a history (see the
+    /// counterexample's window).
+    type Input: Clone + Debug + PartialEq + Send + Sync;
     /// What the object answers.
-    type Output: Debug + Send + Sync;
+    type Output: Clone + Debug + Send + Sync;
 
     /// A short name, used in messages.
     fn name(&self) -> &'static str;

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::checker::{
-    CheckReport, Counterexample, DESCRIPTION_LENGTH_MAX, PartitionReport, Verdict, shorten,
+    CheckReport, Counterexample, DESCRIPTION_LENGTH_MAX, PartitionReport, Verdict, WindowKind,
+    shorten,
 };
 use super::history::Operation;
 use super::model::Model;
@@ -142,11 +143,25 @@ fn render_counterexample<M: Model>(
             );
         }
     }
-    let _ = writeln!(
-        text,
-        "  smallest window involved ({} operations):",
-        counterexample.window.len()
-    );
+    let count = counterexample.window.len();
+    let _ = match counterexample.window_kind {
+        WindowKind::Minimal => writeln!(
+            text,
+            "  smallest window involved ({count} operations); even with the results of all \
+             other operations unknown, these results cannot be explained:"
+        ),
+        WindowKind::Violation => writeln!(
+            text,
+            "  window involved ({count} operations; perhaps not the smallest, its budget ran \
+             out); even with the results of all other operations unknown, these results \
+             cannot be explained:"
+        ),
+        WindowKind::AroundDeadEnd => writeln!(
+            text,
+            "  operations around the dead end ({count}; the window's budget ran out before a \
+             smaller one was shown to be a violation by itself):"
+        ),
+    };
     for index in &counterexample.window {
         let _ = writeln!(text, "    {}", describe(model, operations, *index));
     }
