@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod client_api;
 mod config;
 pub mod convert;
 mod error;
