@@ -28,8 +28,9 @@ use crate::types::{
 /// 2. Persist, atomically with respect to a crash or in this order: `snapshot` (if any,
 ///    replacing the log and state machine), then `entries` (the first entry's index may be
 ///    at or below the stored last index: truncate the stored log from there first), then
-///    `hard_state` (including its `commit`, which is mandatory). Sync to disk if
-///    `must_sync`. A crash between `entries` and `hard_state` may leave the stored term
+///    `hard_state`. Sync to disk if `must_sync` (term and vote must be durable before step
+///    3). Its `commit` may be saved lazily: a node that restarts knowing an older commit
+///    index relearns the rest from the leader, which is safe (see `HardState::commit`). A crash between `entries` and `hard_state` may leave the stored term
 ///    below the last entry's term; the node then restarts in that entry's term with no vote.
 /// 3. Only then send `persisted_messages`: votes and append acknowledgements promise that
 ///    the state in step 2 is durable.

@@ -55,10 +55,14 @@ pub struct HardState {
     pub term: u64,
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
-    /// The highest index known to be committed; it never exceeds the last persisted index.
-    /// Persisting it is mandatory: a node refuses to campaign while a membership entry lies
-    /// in `(applied, commit]` (its applied configuration may be out of date), and after a
-    /// restart it knows what was committed only from this field.
+    /// The highest index known to be committed. A leader writing asynchronously may know a
+    /// commit index past its own durable log (the followers' copies made the quorum);
+    /// storage must not let a restarted node start with a commit index past its last index.
+    /// It should be persisted, but may be persisted lazily: safety does not depend on it.
+    /// After a restart the node knows what was committed only from this field; knowing
+    /// less only delays applying (the leader tells it again), and weakens the campaign
+    /// guard (no campaign while a membership entry lies in `(applied, commit]`) to the
+    /// entries it knows are committed, the limitation in the crate README.
     pub commit: u64,
 }
 

@@ -28,6 +28,9 @@ pub struct TransportConfig {
     pub reconnect_backoff_ms_max: u64,
     /// How long a connection attempt may take.
     pub connect_timeout_ms: u64,
+    /// How long a forwarded request may wait for the leader's answer (a proposal waits
+    /// until it is applied on the leader).
+    pub forward_timeout_ms: u64,
 }
 
 impl Default for TransportConfig {
@@ -43,6 +46,7 @@ impl Default for TransportConfig {
             reconnect_backoff_ms_min: 10,
             reconnect_backoff_ms_max: 1000,
             connect_timeout_ms: 1000,
+            forward_timeout_ms: 10_000,
         }
     }
 }
@@ -107,11 +111,20 @@ impl TransportConfig {
             "connect_timeout_ms",
             "must be > 0",
         )?;
+        check(
+            self.forward_timeout_ms > 0,
+            "forward_timeout_ms",
+            "must be > 0",
+        )?;
         Ok(())
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub(crate) fn forward_timeout(&self) -> Duration {
+        Duration::from_millis(self.forward_timeout_ms)
     }
 }
 

@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::config::TransportConfig;
 use crate::convert;
 use crate::error::Error;
+use crate::forward::{self, ForwardError, ForwardFuture, ForwardHandler, ForwardRequest};
 use crate::proto;
 use crate::proto::raft_client::RaftClient;
 use crate::proto::raft_server::{Raft, RaftServer};
@@ -48,12 +49,14 @@ struct Transfers {
     arrivals: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct PeerService {
     local: NodeId,
     inbox: Inbox,
     config: TransportConfig,
     transfers: Arc<Mutex<Transfers>>,
+    /// Who carries out forwarded requests; `None` refuses them as unimplemented.
+    forward: Option<Arc<dyn ForwardHandler>>,
 }
 
 fn malformed(error: Error) -> Status {
@@ -203,16 +206,67 @@ impl Raft for PeerService {
         }
         Ok(Response::new(proto::SnapshotProgress { offset }))
     }
+
+    async fn forward(
+        &self,
+        request: Request<proto::ForwardRequest>,
+    ) -> Result<Response<proto::ForwardResponse>, Status> {
+        let request = request.into_inner();
+        if request.to != self.local {
+            return Err(malformed(Error::WrongReceiver {
+                to: request.to,
+                local: self.local,
+            }));
+        }
+        if request.from == 0 {
+            return Err(malformed(Error::Malformed("forward from node 0".into())));
+        }
+        let Some(handler) = &self.forward else {
+            return Err(Status::unimplemented(
+                "this node accepts no forwarded requests",
+            ));
+        };
+        let from = request.from;
+        let Some(decoded) = forward::request_from_proto(request) else {
+            return Err(malformed(Error::Malformed("unknown forward kind".into())));
+        };
+        let result = handler.handle(from, decoded).await;
+        Ok(Response::new(forward::response_to_proto(result)))
+    }
 }
 
 /// Serves the peer protocol for node `local` on `listener` until `shutdown` completes,
 /// delivering every received message to `inbox`. Messages larger than
 /// `config.message_bytes_max` are refused with `RESOURCE_EXHAUSTED`; malformed ones with
 /// `INVALID_ARGUMENT`, which ends that stream (the sender reconnects) and nothing else.
+/// Forwarded requests are refused as unimplemented; see [`serve_with_forwarding`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     local: NodeId,
     inbox: Inbox,
+    config: TransportConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_peers(listener, local, inbox, None, config, shutdown).await
+}
+
+/// [`serve`], with the requests other nodes forward to this one carried out by `handler`.
+pub async fn serve_with_forwarding(
+    listener: tokio::net::TcpListener,
+    local: NodeId,
+    inbox: Inbox,
+    handler: Arc<dyn ForwardHandler>,
+    config: TransportConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_peers(listener, local, inbox, Some(handler), config, shutdown).await
+}
+
+async fn serve_peers(
+    listener: tokio::net::TcpListener,
+    local: NodeId,
+    inbox: Inbox,
+    forward: Option<Arc<dyn ForwardHandler>>,
     config: TransportConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -222,6 +276,7 @@ pub async fn serve(
         inbox,
         config: config.clone(),
         transfers: Arc::default(),
+        forward,
     };
     let server = RaftServer::new(service)
         .max_decoding_message_size(config.message_bytes_max)
@@ -239,6 +294,9 @@ struct Peer {
     address: String,
     queue: mpsc::Sender<Message>,
     task: JoinHandle<()>,
+    /// A lazily connected client for forwarded requests (unary calls multiplexed on one
+    /// HTTP/2 connection, apart from the message stream).
+    forward_client: Option<RaftClient<Channel>>,
 }
 
 /// The tonic client side: one task and one HTTP/2 connection per peer.
@@ -302,12 +360,18 @@ impl Transport for GrpcTransport {
         let task = self
             .runtime
             .spawn(run_peer(address.clone(), self.config.clone(), receiver));
+        let forward_client = {
+            // A lazy channel spawns its connection task on the current runtime.
+            let _entered = self.runtime.enter();
+            lazy_client(&address, &self.config)
+        };
         if let Some(old) = peers.insert(
             id,
             Peer {
                 address,
                 queue,
                 task,
+                forward_client,
             },
         ) {
             old.task.abort();
@@ -319,6 +383,40 @@ impl Transport for GrpcTransport {
             peer.task.abort();
         }
     }
+
+    fn forward(&self, to: NodeId, request: ForwardRequest) -> ForwardFuture {
+        let client = self
+            .peers()
+            .get(&to)
+            .and_then(|peer| peer.forward_client.clone());
+        let (local, timeout) = (self.local, self.config.forward_timeout());
+        Box::pin(async move {
+            let Some(mut client) = client else {
+                return Err(ForwardError::Unreachable(format!(
+                    "no address for node {to}"
+                )));
+            };
+            let mut wire = Request::new(forward::request_to_proto(local, to, request.clone()));
+            wire.set_timeout(timeout);
+            match client.forward(wire).await {
+                Ok(response) => forward::response_from_proto(&request, response.into_inner()),
+                Err(status) => Err(ForwardError::Unreachable(status.to_string())),
+            }
+        })
+    }
+}
+
+fn lazy_client(address: &str, config: &TransportConfig) -> Option<RaftClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+    let channel = endpoint
+        .connect_timeout(config.connect_timeout())
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Some(
+        RaftClient::new(channel)
+            .max_decoding_message_size(config.message_bytes_max)
+            .max_encoding_message_size(config.message_bytes_max),
+    )
 }
 
 async fn connect(address: &str, config: &TransportConfig) -> Option<RaftClient<Channel>> {

@@ -16,6 +16,9 @@
 //!   go as a chunked stream that resumes from the offset the receiver already holds. The
 //!   client reuses one HTTP/2 connection per peer and reconnects with exponential backoff;
 //!   every size and queue is bounded by [`TransportConfig`].
+//! - [`forward`]: a client request that reached a follower, sent to the leader with
+//!   [`Transport::forward`] and carried out there by a [`ForwardHandler`] (the unary
+//!   `Raft.Forward` call over gRPC; a direct call on the in-memory network).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -23,6 +26,7 @@ pub mod client_api;
 mod config;
 pub mod convert;
 mod error;
+pub mod forward;
 mod grpc;
 mod memory;
 
@@ -34,8 +38,11 @@ pub mod proto {
 
 pub use config::TransportConfig;
 pub use error::Error;
-pub use grpc::{GrpcTransport, serve};
+pub use forward::{ForwardError, ForwardFuture, ForwardHandler, ForwardRequest, Forwarded};
+pub use grpc::{GrpcTransport, serve, serve_with_forwarding};
 pub use memory::{MemoryNetwork, MemoryTransport};
+
+use std::sync::Arc;
 
 use conclave_consensus::{Message, NodeId};
 
@@ -53,4 +60,20 @@ pub trait Transport: Send + Sync + 'static {
     fn add_peer(&self, id: NodeId, address: String);
     /// Forgets a peer and closes its connection.
     fn remove_peer(&self, id: NodeId);
+    /// Sends a client request to node `to` (the leader) to be carried out there. A
+    /// transport that cannot forward answers [`ForwardError::Unreachable`].
+    fn forward(&self, to: NodeId, request: ForwardRequest) -> ForwardFuture {
+        let _ = request;
+        Box::pin(async move {
+            Err(ForwardError::Unreachable(format!(
+                "this transport cannot forward to node {to}"
+            )))
+        })
+    }
+    /// Sets who carries out the requests other nodes forward to this one, for transports
+    /// whose receiving side is not a server started separately (the in-memory network).
+    /// The gRPC transport ignores it: its handler is given to [`serve_with_forwarding`].
+    fn set_forward_handler(&self, handler: Arc<dyn ForwardHandler>) {
+        let _ = handler;
+    }
 }

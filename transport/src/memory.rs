@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use conclave_consensus::{Message, NodeId};
 
+use crate::forward::{ForwardError, ForwardFuture, ForwardHandler, ForwardRequest};
 use crate::{Inbox, Transport};
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct NetworkState {
     inboxes: HashMap<NodeId, Inbox>,
+    /// Who carries out requests forwarded to each node.
+    forward_handlers: HashMap<NodeId, Arc<dyn ForwardHandler>>,
     /// Directed links `(from, to)` that drop everything.
     cut: BTreeSet<(NodeId, NodeId)>,
     delivered_count: u64,
@@ -18,9 +21,20 @@ struct NetworkState {
 }
 
 /// The shared in-memory network; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct MemoryNetwork {
     state: Arc<Mutex<NetworkState>>,
+}
+
+impl std::fmt::Debug for MemoryNetwork {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (delivered, dropped) = self.counts();
+        formatter
+            .debug_struct("MemoryNetwork")
+            .field("delivered", &delivered)
+            .field("dropped", &dropped)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryNetwork {
@@ -46,9 +60,30 @@ impl MemoryNetwork {
         }
     }
 
-    /// Detaches node `id`: messages to it are dropped.
+    /// Detaches node `id`: messages and forwarded requests to it are dropped.
     pub fn leave(&self, id: NodeId) {
-        self.lock().inboxes.remove(&id);
+        let mut state = self.lock();
+        state.inboxes.remove(&id);
+        state.forward_handlers.remove(&id);
+    }
+
+    fn forward(&self, from: NodeId, to: NodeId, request: ForwardRequest) -> ForwardFuture {
+        let handler = {
+            let state = self.lock();
+            if state.cut.contains(&(from, to)) || state.cut.contains(&(to, from)) {
+                None
+            } else {
+                state.forward_handlers.get(&to).cloned()
+            }
+        };
+        match handler {
+            Some(handler) => handler.handle(from, request),
+            None => Box::pin(async move {
+                Err(ForwardError::Unreachable(format!(
+                    "node {to} is not reachable"
+                )))
+            }),
+        }
     }
 
     /// Cuts both directions between `a` and `b`.
@@ -118,6 +153,17 @@ impl Transport for MemoryTransport {
     fn add_peer(&self, _id: NodeId, _address: String) {}
 
     fn remove_peer(&self, _id: NodeId) {}
+
+    fn forward(&self, to: NodeId, request: ForwardRequest) -> ForwardFuture {
+        self.network.forward(self.id, to, request)
+    }
+
+    fn set_forward_handler(&self, handler: Arc<dyn ForwardHandler>) {
+        self.network
+            .lock()
+            .forward_handlers
+            .insert(self.id, handler);
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub enum Request {
     Propose(Bytes, Reply<Bytes>),
     /// A linearizable read (ReadIndex); the reply carries the application's answer.
     Read(Bytes, Reply<Bytes>),
+    /// A ReadIndex forwarded by a follower: the reply carries the index the leader
+    /// confirmed with a quorum.
+    ReadIndex(Reply<u64>),
+    /// A read whose index the leader confirmed: served here once applied reaches it.
+    ReadAt(u64, Bytes, Reply<Bytes>),
     /// A membership change; answered once its entry is applied.
     ChangeMembership(Vec<MembershipChange>, Reply<()>),
     /// Hand leadership to a voter; answered once the core accepted the request.
@@ -67,7 +72,7 @@ pub struct Driver {
     /// Snapshots the apply task took.
     taken: mpsc::UnboundedReceiver<Taken>,
     /// Reads asked of the core, by request id.
-    reads_asked: HashMap<u64, (Bytes, Reply<Bytes>)>,
+    reads_asked: HashMap<u64, AskedRead>,
     read_id_next: u64,
     ticks_since_proposal: u64,
     ticks_since_commit_persisted: u64,
@@ -82,6 +87,23 @@ pub struct Driver {
     /// batches, never while one is outstanding.
     durable_unreported: Vec<(u64, u64)>,
     stopping: bool,
+}
+
+/// A read waiting for the core to confirm its index.
+enum AskedRead {
+    /// Served here, by the apply task, once the index is applied.
+    Query(Bytes, Reply<Bytes>),
+    /// Forwarded by a follower, which serves it: answered with the index alone.
+    Index(Reply<u64>),
+}
+
+impl AskedRead {
+    fn fail(self, error: NodeError) {
+        match self {
+            AskedRead::Query(_, reply) => drop(reply.send(Err(error))),
+            AskedRead::Index(reply) => drop(reply.send(Err(error))),
+        }
+    }
 }
 
 /// A write queued to the group-commit writer: its ticket and its last entry.
@@ -192,8 +214,8 @@ impl Driver {
         if let Err(error) = &result {
             tracing::error!(node = self.config.id, %error, "node stops");
         }
-        for (_, (_, reply)) in self.reads_asked.drain() {
-            let _ = reply.send(Err(NodeError::Stopped));
+        for (_, read) in self.reads_asked.drain() {
+            read.fail(NodeError::Stopped);
         }
         self.writes = None;
         if let Some(watcher) = self.watcher.take() {
@@ -362,16 +384,13 @@ impl Driver {
                     proposals.push((envelope::command(now_ms(), &command), reply));
                 }
             }
-            Request::Read(query, reply) => {
-                let id = self.read_id_next;
-                self.read_id_next += 1;
-                match self.raw.read_index(id) {
-                    Ok(()) => {
-                        self.reads_asked.insert(id, (query, reply));
-                    }
-                    Err(error) => drop(reply.send(Err(error.into()))),
-                }
-            }
+            Request::Read(query, reply) => self.ask_read(AskedRead::Query(query, reply)),
+            Request::ReadIndex(reply) => self.ask_read(AskedRead::Index(reply)),
+            Request::ReadAt(index, query, reply) => self.hand(Work::Read {
+                index,
+                query,
+                reply,
+            })?,
             Request::ChangeMembership(changes, reply) => {
                 match self.raw.propose_membership(&changes) {
                     Ok(receipt) => self.hand(Work::Await {
@@ -394,6 +413,17 @@ impl Driver {
             Request::Stop => self.stopping = true,
         }
         Ok(())
+    }
+
+    fn ask_read(&mut self, read: AskedRead) {
+        let id = self.read_id_next;
+        self.read_id_next += 1;
+        match self.raw.read_index(id) {
+            Ok(()) => {
+                self.reads_asked.insert(id, read);
+            }
+            Err(error) => read.fail(error.into()),
+        }
     }
 
     fn propose(&mut self, proposals: Vec<(Bytes, Reply<Bytes>)>) -> Result<(), NodeError> {
@@ -465,12 +495,14 @@ impl Driver {
             self.hand(Work::Entries(ready.committed_entries.clone()))?;
         }
         for read_state in std::mem::take(&mut ready.read_states) {
-            if let Some((query, reply)) = self.reads_asked.remove(&read_state.request_id) {
-                self.hand(Work::Read {
+            match self.reads_asked.remove(&read_state.request_id) {
+                Some(AskedRead::Query(query, reply)) => self.hand(Work::Read {
                     index: read_state.index,
                     query,
                     reply,
-                })?;
+                })?,
+                Some(AskedRead::Index(reply)) => drop(reply.send(Ok(read_state.index))),
+                None => {}
             }
         }
         // 5. Close the batch, then tell the core of writes that completed meanwhile.
@@ -511,10 +543,10 @@ impl Driver {
         if status.soft_state.role == Role::Leader {
             return;
         }
-        for (_, (_, reply)) in self.reads_asked.drain() {
-            let _ = reply.send(Err(NodeError::NotLeader {
+        for (_, read) in self.reads_asked.drain() {
+            read.fail(NodeError::NotLeader {
                 leader: status.soft_state.leader,
-            }));
+            });
         }
     }
 }

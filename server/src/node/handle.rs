@@ -1,4 +1,11 @@
 //! [`Node`]: the handle through which clients, tests and frontends use a running node.
+//!
+//! Any node accepts requests. A proposal or linearizable read made on a follower is
+//! forwarded to the leader it knows: the command over the transport's `Forward` call (the
+//! leader replicates it and answers with the output), the read as a ReadIndex (the leader
+//! confirms its commit index with a quorum and answers with it; the follower serves the
+//! read once it has applied that index, as etcd-raft does). One hop only: a node that is
+//! no longer the leader answers `NotLeader`, which reaches the caller.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,7 +13,10 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use conclave_consensus::{Membership, MembershipChange, Message, NodeId, Status};
-use conclave_transport::{GrpcTransport, Transport, TransportConfig};
+use conclave_transport::{
+    ForwardError, ForwardFuture, ForwardHandler, ForwardRequest, Forwarded, GrpcTransport,
+    Transport, TransportConfig,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::node::application::Application;
@@ -21,6 +31,8 @@ pub struct Node {
     id: NodeId,
     requests: mpsc::Sender<Request>,
     transport: Arc<dyn Transport>,
+    /// Carries out the requests followers forward to this node.
+    forwarder: Arc<Forwarder>,
     driver: Option<JoinHandle<Result<(), NodeError>>>,
     server_stop: Option<oneshot::Sender<()>>,
 }
@@ -81,10 +93,15 @@ impl Node {
                 result.and(applied.and_then(|inner| inner))
             })
             .map_err(|error| NodeError::Storage(format!("spawn driver: {error}")))?;
+        let forwarder = Arc::new(Forwarder {
+            requests: requests.downgrade(),
+        });
+        transport.set_forward_handler(forwarder.clone());
         Ok(Node {
             id,
             requests,
             transport,
+            forwarder,
             driver: Some(driver),
             server_stop: None,
         })
@@ -117,13 +134,20 @@ impl Node {
         let (server_stop, stopped) = oneshot::channel::<()>();
         let id = config.id;
         let mut node = Node::start(config, application, Arc::new(transport), inbox_receiver)?;
+        let handler: Arc<dyn ForwardHandler> = node.forwarder.clone();
         runtime.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(error) =
-                conclave_transport::serve(listener, id, inbox, transport_config, shutdown).await
-            {
+            let serving = conclave_transport::serve_with_forwarding(
+                listener,
+                id,
+                inbox,
+                handler,
+                transport_config,
+                shutdown,
+            );
+            if let Err(error) = serving.await {
                 tracing::error!(node = id, %error, "peer server failed");
             }
         });
@@ -145,23 +169,55 @@ impl Node {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request,
     ) -> Result<T, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(make(reply))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)?
+        ask(&self.requests, make).await
     }
 
-    /// Replicates `command` and returns the application's output once it is applied here.
+    /// Replicates `command` and returns the application's output once it is applied (here,
+    /// or on the leader when this node is a follower and forwards it). On a follower that
+    /// knows no leader: `NotLeader { leader: None }`. When forwarding fails on the way, the
+    /// outcome is unknown: `Dropped` (retry through the session layer for exactly-once).
     pub async fn propose(&self, command: Bytes) -> Result<Bytes, NodeError> {
-        self.ask(|reply| Request::Propose(command, reply)).await
+        match self
+            .ask(|reply| Request::Propose(command.clone(), reply))
+            .await
+        {
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+            }) if leader != self.id => {
+                let forwarded = self
+                    .transport
+                    .forward(leader, ForwardRequest::Propose(command))
+                    .await;
+                match forwarded.map_err(node_error)? {
+                    Forwarded::Output(output) => Ok(output),
+                    Forwarded::ReadIndex(_) => Err(NodeError::Dropped),
+                }
+            }
+            other => other,
+        }
     }
 
     /// A linearizable read: confirms leadership with a quorum (batched with other reads),
-    /// waits until that index is applied, then queries the application.
+    /// waits until that index is applied, then queries the application. On a follower, the
+    /// leader confirms the index (a forwarded ReadIndex) and this node serves the read once
+    /// it has applied that index.
     pub async fn read(&self, query: Bytes) -> Result<Bytes, NodeError> {
-        self.ask(|reply| Request::Read(query, reply)).await
+        match self.ask(|reply| Request::Read(query.clone(), reply)).await {
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+            }) if leader != self.id => {
+                let forwarded = self
+                    .transport
+                    .forward(leader, ForwardRequest::ReadIndex)
+                    .await;
+                let index = match forwarded.map_err(node_error)? {
+                    Forwarded::ReadIndex(index) => index,
+                    Forwarded::Output(_) => return Err(NodeError::Dropped),
+                };
+                self.ask(|reply| Request::ReadAt(index, query, reply)).await
+            }
+            other => other,
+        }
     }
 
     /// Proposes a membership change; returns once its entry is applied on this node.
@@ -210,6 +266,71 @@ impl Node {
                 .map_err(|_| NodeError::Stopped)?,
             None => Ok(()),
         }
+    }
+}
+
+async fn ask<T>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request,
+) -> Result<T, NodeError> {
+    let (reply, answer) = oneshot::channel();
+    requests
+        .send(make(reply))
+        .await
+        .map_err(|_| NodeError::Stopped)?;
+    answer.await.map_err(|_| NodeError::Stopped)?
+}
+
+/// What a forwarding failure means to the caller on the follower.
+fn node_error(error: ForwardError) -> NodeError {
+    match error {
+        ForwardError::NotLeader { leader } => NodeError::NotLeader { leader },
+        ForwardError::Refused(reason) => NodeError::Refused(reason),
+        // The request may or may not have been carried out.
+        ForwardError::Dropped | ForwardError::Stopped | ForwardError::Unreachable(_) => {
+            NodeError::Dropped
+        }
+    }
+}
+
+/// What a failure on the leader means to the follower that forwarded the request.
+fn forward_error(error: NodeError) -> ForwardError {
+    match error {
+        NodeError::NotLeader { leader } => ForwardError::NotLeader { leader },
+        NodeError::Dropped => ForwardError::Dropped,
+        NodeError::Refused(reason) => ForwardError::Refused(reason),
+        NodeError::Stopped | NodeError::Storage(_) => ForwardError::Stopped,
+        other @ (NodeError::Config { .. } | NodeError::Application(_)) => {
+            ForwardError::Refused(other.to_string())
+        }
+    }
+}
+
+/// Carries out forwarded requests on this node only (it never forwards again). It holds a
+/// weak sender, so that it does not keep the driver's queue open after the node is gone.
+struct Forwarder {
+    requests: mpsc::WeakSender<Request>,
+}
+
+impl ForwardHandler for Forwarder {
+    fn handle(&self, _from: NodeId, request: ForwardRequest) -> ForwardFuture {
+        let requests = self.requests.upgrade();
+        Box::pin(async move {
+            let Some(requests) = requests else {
+                return Err(ForwardError::Stopped);
+            };
+            let result = match request {
+                ForwardRequest::Propose(command) => {
+                    ask(&requests, |reply| Request::Propose(command, reply))
+                        .await
+                        .map(Forwarded::Output)
+                }
+                ForwardRequest::ReadIndex => ask(&requests, Request::ReadIndex)
+                    .await
+                    .map(Forwarded::ReadIndex),
+            };
+            result.map_err(forward_error)
+        })
     }
 }
 
