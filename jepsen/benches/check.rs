@@ -1,12 +1,16 @@
 //! Criterion benchmarks of the linearizability checker, on the figures that
 //! Porcupine publishes for the same data (see jepsen/README.md):
 //!
-//! * `etcd_all`: the 102 labelled etcd logs, one after the other;
+//! * `etcd_all`: the 102 labelled etcd logs, one after the other (and
+//!   `etcd_all_with_windows`, the same with the full report);
 //! * `c50_ok_partitioned`: kv/c50-ok.txt, split by key;
 //! * `c10_ok_unpartitioned`: kv/c10-ok.txt, as one object;
 //! * `kv_100k`: a generated 100,000-operation history, 10 keys, 32 clients.
 //!
-//! Parsing is done before timing, as in Porcupine's benchmarks. Run with
+//! Parsing is done before timing, as in Porcupine's benchmarks, and so is
+//! narrowing a violation's window (`window_trials_max: 0`): Porcupine's
+//! `CheckEvents` answers only the verdict. `etcd_all_with_windows` times the
+//! same logs with the full report, windows included. Run with
 //! `cargo bench -p conclave-jepsen --bench check`.
 
 use std::hint::black_box;
@@ -46,7 +50,10 @@ fn read(file: &str, format: Format) -> Vec<conclave_jepsen::check::Record> {
 }
 
 fn benchmarks(criterion: &mut Criterion) {
-    let config = CheckConfig::default();
+    let config = CheckConfig {
+        window_trials_max: 0,
+        ..CheckConfig::default()
+    };
     let etcd: Vec<_> = (0..=102)
         .filter(|number| *number != 95)
         .map(|number| {
@@ -58,6 +65,16 @@ fn benchmarks(criterion: &mut Criterion) {
         bencher.iter(|| {
             for history in &etcd {
                 let report = check(&Register, black_box(history), &config).unwrap();
+                assert_ne!(report.verdict, Verdict::Unknown);
+            }
+        });
+    });
+
+    let full = CheckConfig::default();
+    criterion.bench_function("etcd_all_with_windows", |bencher| {
+        bencher.iter(|| {
+            for history in &etcd {
+                let report = check(&Register, black_box(history), &full).unwrap();
                 assert_ne!(report.verdict, Verdict::Unknown);
             }
         });
