@@ -10,6 +10,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod config;
 pub mod gateway;
 pub mod machines;
+pub mod native;
 pub mod node;
+pub mod ops;
+pub mod server;

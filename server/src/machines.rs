@@ -61,6 +61,10 @@ impl Default for SessionApplicationConfig {
     }
 }
 
+/// Registers users' machine types on the layer's thread (see
+/// [`SessionApplication::with_machines`]).
+pub type RegisterMachines = Box<dyn FnOnce(&mut Registry) -> Result<(), Error> + Send>;
+
 /// Work for the thread that owns the layer.
 type Job = Box<dyn FnOnce(&mut SessionLayer) + Send>;
 
@@ -91,6 +95,16 @@ impl SessionApplication {
     /// Builds the layer with every built-in machine on its own thread; refuses invalid
     /// bounds.
     pub fn new(config: SessionApplicationConfig) -> Result<Self, Error> {
+        SessionApplication::with_machines(config, Box::new(|_| Ok(())))
+    }
+
+    /// Like [`SessionApplication::new`], and `register` adds users' machine types to the
+    /// registry next to the built-ins. It runs on the layer's thread, because machines and
+    /// their factories need not be `Send`; only the closure itself must be.
+    pub fn with_machines(
+        config: SessionApplicationConfig,
+        register: RegisterMachines,
+    ) -> Result<Self, Error> {
         if config.notices_buffered_max == 0 {
             return Err(Error::Config {
                 field: "notices_buffered_max",
@@ -104,8 +118,10 @@ impl SessionApplication {
         std::thread::Builder::new()
             .name("conclave-session-layer".to_string())
             .spawn(move || {
-                let layer = Registry::with_builtins(kv)
-                    .and_then(|registry| SessionLayer::new(session, registry));
+                let layer = Registry::with_builtins(kv).and_then(|mut registry| {
+                    register(&mut registry)?;
+                    SessionLayer::new(session, registry)
+                });
                 let mut layer = match layer {
                     Ok(layer) => {
                         let _ = built.send(Ok(()));

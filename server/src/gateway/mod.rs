@@ -356,10 +356,19 @@ impl Gateway {
         }
     }
 
-    /// Closes a session (its ephemeral state is released, with events to others).
+    /// Closes a session (its ephemeral state is released, with events to others). The
+    /// session's subscriber on this gateway receives `Expired`: a close is not an expiry, so
+    /// no notice would end its stream.
     pub async fn close_session(&self, session: SessionId) -> Result<(), GatewayError> {
         match self.submit(&Entry::Close { session }).await?.reply {
-            Reply::Closed => Ok(()),
+            Reply::Closed => {
+                if let Some(subscriber) =
+                    self.inner.routes.subscribers.lock().await.remove(&session)
+                {
+                    let _ = subscriber.sender.try_send(SessionEvent::Expired);
+                }
+                Ok(())
+            }
             Reply::Rejected(error) => Err(GatewayError::Rejected(error)),
             other => Err(unexpected("close", &other)),
         }
