@@ -551,7 +551,13 @@ impl SessionInner {
                 return;
             };
             match self.stream_events(channel).await {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    // A stream the server ended (or one replaced on purpose) is reopened
+                    // after the shortest backoff, so a server that keeps ending streams
+                    // is not called in a tight loop.
+                    failures = 0;
+                    tokio::time::sleep(self.connection.backoff(0)).await;
+                }
                 Err(status) => {
                     if verdict(&status) == Verdict::SessionExpired {
                         self.end().await;
