@@ -649,6 +649,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_a_valid_configuration() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conclave.example.toml");
+        let config = ServerConfig::from_settings(&Settings::from_file(&path).unwrap()).unwrap();
+        assert_eq!(config.node.bootstrap_voters, vec![1, 2, 3]);
+        assert_eq!(config.initial_cluster_clients.len(), 3);
+        assert!(config.http_listen.is_some());
+    }
+
+    #[test]
     fn the_file_refuses_unknown_settings_and_bad_syntax() {
         let unknown = Settings::from_toml("node_idd = 1\n").unwrap_err();
         assert_eq!(setting_of(unknown), "unknown setting node_idd");
