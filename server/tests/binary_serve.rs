@@ -570,7 +570,7 @@ async fn a_three_node_cluster_serves_native_clients_and_stops_on_sigterm() {
         "{item:?}"
     );
 
-    // A follower either forwards the command to the leader or names the leader.
+    // A follower forwards commands and linearizable reads to the leader.
     let through_follower = follower
         .command(command(
             session,
@@ -579,20 +579,18 @@ async fn a_three_node_cluster_serves_native_clients_and_stops_on_sigterm() {
             "counter",
             encode(&CounterCommand::AddAndGet { delta: 1 }),
         ))
-        .await;
-    match through_follower {
-        Ok(response) => {
-            let value: CounterOutput =
-                codec::decode(output_of(&response.into_inner()), "test").unwrap();
-            assert_eq!(value, CounterOutput::Value(7));
-        }
-        Err(status) => {
-            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-            assert_eq!(error_code(&status), "NOT_LEADER");
-            let hint = status.metadata().get(api::LEADER_ADDRESS_METADATA).unwrap();
-            assert_eq!(hint.to_str().unwrap(), leader_address.to_string());
-        }
-    }
+        .await
+        .unwrap()
+        .into_inner();
+    let value: CounterOutput = codec::decode(output_of(&through_follower), "test").unwrap();
+    assert_eq!(value, CounterOutput::Value(7));
+    let read = follower
+        .query(query(api::Consistency::Linearizable))
+        .await
+        .unwrap()
+        .into_inner();
+    let value: CounterOutput = codec::decode(&read.output, "test").unwrap();
+    assert_eq!(value, CounterOutput::Value(7));
     let mut cluster = ClusterClient::new(connect(processes[follower_position].client).await);
     let status = cluster
         .status(api::StatusRequest {})
@@ -601,6 +599,25 @@ async fn a_three_node_cluster_serves_native_clients_and_stops_on_sigterm() {
         .into_inner();
     assert_eq!(status.role, api::Role::Follower as i32);
     assert_eq!(status.leader_client_address, leader_address.to_string());
+    // Membership changes are not forwarded: a follower names the leader instead.
+    let refused = cluster
+        .promote(api::PromoteRequest {
+            id: processes[follower_position].id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(error_code(&refused), "NOT_LEADER");
+    let hint = refused
+        .metadata()
+        .get(api::LEADER_ADDRESS_METADATA)
+        .unwrap();
+    assert_eq!(hint.to_str().unwrap(), leader_address.to_string());
+    let hint = refused.metadata().get(api::LEADER_ID_METADATA).unwrap();
+    assert_eq!(
+        hint.to_str().unwrap(),
+        processes[leader_position].id.to_string()
+    );
     assert_eq!(status.members.len(), 3);
     assert!(
         status
