@@ -28,6 +28,10 @@ struct Command {
 enum Action {
     /// Check a history for linearizability.
     Check(CheckArguments),
+    /// Run the fault harness against a cluster of real processes.
+    Test(conclave_jepsen::harness::cli::TestArguments),
+    /// Run the fault harness seed after seed for a duration.
+    Soak(conclave_jepsen::harness::cli::SoakArguments),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,5 +136,11 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
+        Action::Test(arguments) => {
+            ExitCode::from(conclave_jepsen::harness::cli::test_command(&arguments))
+        }
+        Action::Soak(arguments) => {
+            ExitCode::from(conclave_jepsen::harness::cli::soak_command(&arguments))
+        }
     }
 }
