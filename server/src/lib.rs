@@ -17,3 +17,4 @@ pub mod native;
 pub mod node;
 pub mod ops;
 pub mod server;
+pub mod zookeeper;
