@@ -92,14 +92,24 @@ impl Cluster {
         }
     }
 
-    /// The ZooKeeper endpoint of the leader, once one is elected.
+    /// The ZooKeeper endpoint of the leader, once one is elected and every node knows it
+    /// (a follower that does not know the leader yet cannot open sessions).
     async fn leader(&self) -> SocketAddr {
         let deadline = Instant::now() + DEADLINE;
         loop {
+            let mut leaders = Vec::new();
+            let mut known = 0;
             for (id, gateway) in &self.gateways {
-                if gateway.status().await.unwrap().soft_state.role == Role::Leader {
-                    return self.endpoints[id];
+                let status = gateway.status().await.unwrap();
+                if status.soft_state.role == Role::Leader {
+                    leaders.push(*id);
                 }
+                known += usize::from(status.soft_state.leader.is_some());
+            }
+            if let [leader] = leaders[..]
+                && known == self.gateways.len()
+            {
+                return self.endpoints[&leader];
             }
             assert!(Instant::now() < deadline, "no leader elected");
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -727,4 +737,48 @@ async fn bad_input_gets_zookeepers_answer_and_harms_no_one_else() {
     // The bystander never noticed.
     let (data, _) = data_and_stat(&bystander.get_data("/safe", false).await);
     assert_eq!(data, b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_serve_sessions_writes_reads_and_watches() {
+    let cluster = Cluster::start(test_config()).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster
+        .endpoints
+        .values()
+        .find(|endpoint| **endpoint != leader)
+        .unwrap();
+    let mut on_follower = Client::connect(follower).await;
+    let mut on_leader = Client::connect(leader).await;
+
+    // A write through a follower, then a read there: the read never goes back in time.
+    let create = on_follower.create("/f", b"one", 0).await;
+    let (_, stat) = created(&create);
+    assert_eq!(stat.czxid, create.zxid);
+    let (data, _) = data_and_stat(&on_follower.get_data("/f", true).await);
+    assert_eq!(data, b"one");
+
+    // A change made through the leader fires the follower session's watch.
+    let set = on_leader.set_data("/f", b"two", 0).await;
+    assert_eq!(set.err, 0);
+    let event = on_follower.event().await;
+    assert_eq!(
+        event,
+        Event {
+            zxid: set.zxid,
+            event_type: 3,
+            path: "/f".to_string()
+        }
+    );
+    // After sync, the follower's read shows the leader's write.
+    let sync = on_follower.path_call(opcode::SYNC, "/f", |_| {}).await;
+    assert!(sync.zxid >= set.zxid);
+    let (data, stat) = data_and_stat(&on_follower.get_data("/f", false).await);
+    assert_eq!((data.as_slice(), stat.version), (&b"two"[..], 1));
+
+    // A follower's session owns ephemerals like any other.
+    let (_, stat) = created(&on_follower.create("/f/e", b"", 1).await);
+    assert_eq!(stat.ephemeral_owner, on_follower.session_id);
+    assert_eq!(on_follower.call(opcode::CLOSE_SESSION, &[]).await.err, 0);
+    assert_eq!(on_leader.exists("/f/e", false).await.err, NO_NODE);
 }

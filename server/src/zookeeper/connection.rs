@@ -196,7 +196,14 @@ impl Connection {
             return None;
         };
         let session_id = session.id() as i64;
-        let events = match session.events().await {
+        // On a follower the session's registration may not be applied here yet, and the
+        // subscription reads the local layer: wait until it is (a sequential read at the
+        // session's own index).
+        let events = match wait_applied(shared, &session).await {
+            Ok(()) => session.events().await,
+            Err(error) => Err(error),
+        };
+        let events = match events {
             Ok(events) => events,
             Err(_) => {
                 let _ = stream
@@ -862,6 +869,29 @@ impl Connection {
             ..self.answer_code(code::OK)
         }
     }
+}
+
+/// Waits until the local replica has applied everything `session` has seen.
+async fn wait_applied(shared: &Shared, session: &ManagedSession) -> Result<(), GatewayError> {
+    let payload = codec::encode(
+        &TreeQuery::Exists {
+            path: "/".to_string(),
+        },
+        "tree query",
+    )
+    .map_err(|error| GatewayError::Internal(error.to_string()))?;
+    let request = QueryRequest {
+        session: Some(session.id()),
+        index_seen: session.index_seen(),
+        machine_name: shared.config.tree_machine_name.clone(),
+        machine_type: TREE_TYPE.to_string(),
+        payload,
+    };
+    shared
+        .gateway
+        .query(&request, Consistency::Sequential)
+        .await
+        .map(|_| ())
 }
 
 /// Registers a new session as attached to the calling connection.
