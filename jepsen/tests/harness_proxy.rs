@@ -155,3 +155,27 @@ async fn a_partition_cuts_exactly_its_peer_links_and_leaves_client_links_alone()
     }
     assert!(Instant::now() < deadline);
 }
+
+#[tokio::test]
+async fn a_partition_with_clients_also_cuts_client_traffic_to_the_minority() {
+    let target = echo_server().await;
+    let nodes = [1_u64, 2, 3];
+    let mut links = Vec::new();
+    for &to in &nodes {
+        links.push(((CLIENTS, to), target));
+        for &from in nodes.iter().filter(|&&from| from != to) {
+            links.push(((from, to), target));
+        }
+    }
+    let proxy = Proxy::start(&links).await.unwrap();
+    proxy.apply_with_clients(&Partition::isolate_group(&nodes, &[2]), &nodes);
+    assert!(proxy.is_cut((CLIENTS, 2)));
+    assert!(!proxy.is_cut((CLIENTS, 1)) && !proxy.is_cut((CLIENTS, 3)));
+    let mut stream = TcpStream::connect(proxy.address((CLIENTS, 2)).unwrap())
+        .await
+        .unwrap();
+    assert!(round_trip(&mut stream, b"z").await.is_none());
+    // The next partition moves the client cut with it.
+    proxy.apply_with_clients(&Partition::isolate_group(&nodes, &[3]), &nodes);
+    assert!(!proxy.is_cut((CLIENTS, 2)) && proxy.is_cut((CLIENTS, 3)));
+}

@@ -82,6 +82,9 @@ pub struct TestArguments {
     /// Longest fault.
     #[arg(long, default_value_t = 5_000)]
     pub fault_ms_max: u64,
+    /// Partitions also cut client traffic to the minority side.
+    #[arg(long)]
+    pub partition_clients: bool,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -169,6 +172,7 @@ pub fn plan(
                 operation_timeout: Duration::from_millis(arguments.operation_timeout_ms),
                 recovery_timeout: Duration::from_millis(arguments.recovery_timeout_ms),
                 check_duration_max: Duration::from_secs(arguments.check_duration_max_seconds),
+                partition_clients: arguments.partition_clients,
                 progress: !arguments.no_progress,
             };
             config.validate()?;

@@ -72,6 +72,18 @@ impl Partition {
             .collect()
     }
 
+    /// The nodes on the minority side: those that cannot exchange messages with a
+    /// majority (themselves included). Clients are taken to stand with the majority, so
+    /// cutting client traffic with a partition means cutting the client links to these.
+    pub fn minority_nodes(&self, nodes: &[u64]) -> Vec<u64> {
+        let majority = nodes.len() / 2 + 1;
+        nodes
+            .iter()
+            .copied()
+            .filter(|&node| self.neighbours(nodes, node).len() < majority)
+            .collect()
+    }
+
     /// Builds a partition of `kind` over `nodes` (sorted ids); `leader` is used by
     /// [`PartitionKind::IsolateLeader`].
     pub fn generate(
@@ -195,6 +207,16 @@ mod tests {
         let sizes = majority_sizes(&partition, &FIVE);
         assert_eq!(sizes.iter().filter(|&&size| size == 5).count(), 1);
         assert_eq!(sizes.iter().filter(|&&size| size == 3).count(), 4);
+    }
+
+    #[test]
+    fn minority_nodes_are_the_cut_off_ones_and_none_in_a_ring() {
+        let partition = Partition::isolate_group(&FIVE, &[2, 4]);
+        assert_eq!(partition.minority_nodes(&FIVE), vec![2, 4]);
+        let mut random = Random::new(2);
+        let ring = Partition::generate(PartitionKind::Ring, &FIVE, None, &mut random);
+        assert!(ring.minority_nodes(&FIVE).is_empty());
+        assert!(Partition::default().minority_nodes(&FIVE).is_empty());
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl Proxy {
         }
     }
 
+    /// Like [`Proxy::apply`], and also cuts the client links to the partition's minority
+    /// nodes (clients stand with the majority), healing the other client links.
+    pub fn apply_with_clients(&self, partition: &Partition, nodes: &[u64]) {
+        self.apply(partition);
+        let minority = partition.minority_nodes(nodes);
+        for (&link, state) in &self.links {
+            if link.0 == CLIENTS {
+                state.cut.send_replace(minority.contains(&link.1));
+            }
+        }
+    }
+
     /// Heals every link, peer and client.
     pub fn heal_all(&self) {
         for state in self.links.values() {

@@ -50,6 +50,9 @@ pub struct TestConfig {
     pub recovery_timeout: Duration,
     /// The checker's time budget.
     pub check_duration_max: Duration,
+    /// Whether partitions also cut the clients' links to the minority side (clients
+    /// then reach only the majority, and operations sent to the minority fail or time out).
+    pub partition_clients: bool,
     /// Whether to draw a progress bar.
     pub progress: bool,
 }
@@ -176,6 +179,7 @@ pub async fn run_test(config: &TestConfig) -> Result<TestResult, HarnessError> {
         Arc::clone(&cluster),
         Arc::clone(&nemesis_log),
         clock,
+        config.partition_clients,
     ));
 
     wait_with_progress(config, &history, &nemesis_log, clock).await;
@@ -280,6 +284,7 @@ async fn run_nemesis(
     cluster: Arc<Mutex<Cluster>>,
     log: Arc<NemesisLog>,
     clock: Instant,
+    partition_clients: bool,
 ) {
     for phase in phases {
         tokio::time::sleep_until((clock + Duration::from_millis(phase.start_ms)).into()).await;
@@ -287,7 +292,7 @@ async fn run_nemesis(
         let name = phase.fault.name();
         let targets = {
             let mut guard = cluster.lock().await;
-            match start_fault(&mut guard, phase.fault, &mut random).await {
+            match start_fault(&mut guard, phase.fault, &mut random, partition_clients).await {
                 Ok((targets, detail)) => {
                     log.record("start", &name, detail);
                     targets
@@ -319,12 +324,19 @@ async fn start_fault(
     cluster: &mut Cluster,
     fault: Fault,
     random: &mut Random,
+    partition_clients: bool,
 ) -> Result<(Vec<u64>, String), HarnessError> {
     let ids = cluster.ids();
     let targets = match fault {
         Fault::Partition(kind) => {
             let leader = cluster.leader().await;
             let partition = Partition::generate(kind, &ids, leader, random);
+            if partition_clients {
+                cluster.proxy.apply_with_clients(&partition, &ids);
+                let minority = partition.minority_nodes(&ids);
+                let detail = format!("cut {:?}, clients cut from {minority:?}", partition.cut);
+                return Ok((Vec::new(), detail));
+            }
             cluster.proxy.apply(&partition);
             return Ok((Vec::new(), format!("cut {:?}", partition.cut)));
         }
