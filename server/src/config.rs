@@ -139,6 +139,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "log_level",
         "error, warn, info, debug or trace (default info)",
     ),
+    (
+        "tls_cert_file",
+        "PEM certificate chain: the native API serves TLS (optional)",
+    ),
+    (
+        "tls_key_file",
+        "PEM private key of tls_cert_file (required with it)",
+    ),
+    (
+        "tls_client_ca_file",
+        "PEM CA: native clients must present a certificate it signed (mutual TLS, optional)",
+    ),
 ];
 
 /// Settings as text by name, before parsing; later sources override earlier ones.
@@ -347,6 +359,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// The tracing level.
     pub log_level: tracing::Level,
+    /// TLS for the native API, if any.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -375,6 +389,7 @@ impl ServerConfig {
             metrics_sample_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             log_level: tracing::Level::INFO,
+            tls: None,
         }
     }
 
@@ -431,6 +446,7 @@ impl ServerConfig {
         let shutdown_ms: u64 = settings.parse("shutdown_timeout_ms", 10_000)?;
         config.shutdown_timeout = Duration::from_millis(shutdown_ms);
         config.log_level = settings.parse("log_level", tracing::Level::INFO)?;
+        config.tls = tls_files(settings)?;
         config.validate()?;
         Ok(config)
     }
@@ -540,6 +556,29 @@ impl ServerConfig {
     }
 }
 
+/// The TLS files, when `tls_cert_file` is set: the key must come with it, and a client CA
+/// without a certificate is refused rather than ignored.
+fn tls_files(settings: &Settings) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let text = |name: &str| settings.text(name).filter(|text| !text.trim().is_empty());
+    let Some(cert_file) = text("tls_cert_file") else {
+        for name in ["tls_key_file", "tls_client_ca_file"] {
+            if text(name).is_some() {
+                return Err(ConfigError::invalid(name, "needs tls_cert_file as well"));
+            }
+        }
+        return Ok(None);
+    };
+    let key_file = text("tls_key_file").ok_or_else(|| ConfigError::Missing {
+        setting: "tls_key_file".to_string(),
+        reason: "tls_cert_file needs its private key".to_string(),
+    })?;
+    Ok(Some(crate::tls::TlsFiles {
+        cert_file: cert_file.into(),
+        key_file: key_file.into(),
+        client_ca_file: text("tls_client_ca_file").map(PathBuf::from),
+    }))
+}
+
 /// The setting that carries a [`NodeConfig`] field.
 fn setting_of_node_field(field: &'static str) -> &'static str {
     match field {
@@ -601,6 +640,8 @@ mod tests {
             ("request_timeout_ms", "0", "request_timeout_ms"),
             ("request_bytes_max", "0", "request_bytes_max"),
             ("log_level", "loud", "log_level"),
+            ("tls_cert_file", "/tmp/cert.pem", "tls_key_file"),
+            ("tls_client_ca_file", "/tmp/ca.pem", "tls_client_ca_file"),
         ];
         for (name, value, expected) in cases {
             let mut settings = minimal();

@@ -17,4 +17,5 @@ pub mod native;
 pub mod node;
 pub mod ops;
 pub mod server;
+pub mod tls;
 pub mod zookeeper;

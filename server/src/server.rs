@@ -115,6 +115,10 @@ impl ServerBuilder {
         })?;
         config.validate()?;
         check_data_dir(&config.node.data_directory)?;
+        let tls = match &config.tls {
+            Some(files) => Some(files.server_config()?),
+            None => None,
+        };
         let listeners = Listeners::bind(&config).await?;
         let machines = self.machines;
         let register: RegisterMachines = Box::new(move |registry: &mut Registry| {
@@ -177,7 +181,16 @@ impl ServerBuilder {
             config.native.clone(),
         );
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.client);
-        let native = tonic::transport::Server::builder()
+        let mut native = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            native = native.tls_config(tls.clone()).map_err(|error| {
+                ServerError::Config(ConfigError::Invalid {
+                    setting: "tls_cert_file".to_string(),
+                    reason: format!("unusable certificate or key: {error}"),
+                })
+            })?;
+        }
+        let native = native
             .concurrency_limit_per_connection(config.native.requests_in_flight_per_connection_max)
             .add_service(service.client_server())
             .add_service(service.cluster_server())
