@@ -361,6 +361,8 @@ pub struct ServerConfig {
     pub log_level: tracing::Level,
     /// TLS for the native API, if any.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The ZooKeeper frontend's bounds (served when `zookeeper_listen` is set).
+    pub zookeeper: crate::zookeeper::ZooKeeperConfig,
 }
 
 impl ServerConfig {
@@ -390,6 +392,7 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(10),
             log_level: tracing::Level::INFO,
             tls: None,
+            zookeeper: crate::zookeeper::ZooKeeperConfig::default(),
         }
     }
 
@@ -545,6 +548,9 @@ impl ServerConfig {
                 "metrics_sample_interval_ms",
                 "must be at least 1",
             ));
+        }
+        if let Err(error) = self.zookeeper.validate() {
+            return Err(ConfigError::invalid("zookeeper", error.to_string()));
         }
         if self.shutdown_timeout.is_zero() {
             return Err(ConfigError::invalid(

@@ -200,6 +200,19 @@ impl ServerBuilder {
                 .await
                 .map_err(|error| format!("native gRPC server: {error}"))
         }));
+        if let Some(listener) = listeners.zookeeper {
+            let serving = crate::zookeeper::serve(
+                gateway.clone(),
+                listener,
+                config.zookeeper.clone(),
+                wait_for_stop(stopped.clone()),
+            );
+            server.tasks.push(tokio::spawn(async move {
+                serving
+                    .await
+                    .map_err(|error| format!("zookeeper frontend: {error}"))
+            }));
+        }
         if let Some(listener) = listeners.http {
             let router = crate::ops::router(metrics.clone(), gateway.clone());
             let stopped = stopped.clone();
@@ -236,20 +249,16 @@ struct Listeners {
     client_address: SocketAddr,
     http: Option<TcpListener>,
     http_address: Option<SocketAddr>,
+    zookeeper: Option<TcpListener>,
 }
 
 impl Listeners {
     async fn bind(config: &ServerConfig) -> Result<Listeners, ServerError> {
-        for (setting, address) in [
-            ("etcd_listen", config.etcd_listen),
-            ("zookeeper_listen", config.zookeeper_listen),
-        ] {
-            if address.is_some() {
-                return Err(ServerError::Unsupported {
-                    setting,
-                    reason: "this frontend is not wired into the server yet".to_string(),
-                });
-            }
+        if config.etcd_listen.is_some() {
+            return Err(ServerError::Unsupported {
+                setting: "etcd_listen",
+                reason: "the etcd frontend is not wired into the server yet".to_string(),
+            });
         }
         let (peer, peer_address) = bind("peer_listen", config.peer_listen).await?;
         let (client, client_address) = bind("client_listen", config.client_listen).await?;
@@ -260,6 +269,10 @@ impl Listeners {
             }
             None => (None, None),
         };
+        let zookeeper = match config.zookeeper_listen {
+            Some(address) => Some(bind("zookeeper_listen", address).await?.0),
+            None => None,
+        };
         Ok(Listeners {
             peer,
             peer_address,
@@ -267,6 +280,7 @@ impl Listeners {
             client_address,
             http,
             http_address,
+            zookeeper,
         })
     }
 }

@@ -160,6 +160,7 @@ struct Process {
     child: Option<Child>,
     client: SocketAddr,
     http: SocketAddr,
+    zookeeper: SocketAddr,
 }
 
 impl Process {
@@ -217,6 +218,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
     let mut processes = Vec::new();
     for (position, id) in ids.iter().enumerate() {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let zookeeper: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = conclave()
             .arg("serve")
             .args(["--node-id", &id.to_string()])
@@ -225,6 +227,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
             .args(["--peer-listen", &peers[position]])
             .args(["--client-listen", &client_strings[position]])
             .args(["--http-listen", &http.to_string()])
+            .args(["--zookeeper-listen", &zookeeper.to_string()])
             .args(["--initial-cluster", &cluster])
             .args(["--initial-cluster-clients", &cluster_clients])
             .args(["--tick-interval-ms", "10"])
@@ -242,6 +245,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
             child: Some(child),
             client: clients[position],
             http,
+            zookeeper,
         });
     }
     processes
@@ -656,6 +660,20 @@ async fn a_three_node_cluster_serves_native_clients_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The ZooKeeper frontend is wired in: it answers a four-letter word.
+    let zookeeper = processes[leader_position].zookeeper;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(zookeeper).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.write_all(b"ruok").unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, "imok");
 
     // SIGTERM stops every node gracefully (exit code 0).
     drop((client, follower, cluster));
