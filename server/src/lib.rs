@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod config;
+pub mod etcd;
 pub mod gateway;
 pub mod machines;
 pub mod native;
