@@ -9,7 +9,8 @@ use support::{ProcessCluster, within};
 fn conclave(cluster: &ProcessCluster, arguments: &[&str]) -> Output {
     Command::new(support::conclave_binary())
         .args(arguments)
-        .args(["--endpoints", &cluster.endpoints().join(",")])
+        // Through the environment: after `--` a flag would belong to the child command.
+        .env("CONCLAVE_ENDPOINTS", cluster.endpoints().join(","))
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -220,5 +221,8 @@ async fn lock_and_elect_run_a_command_with_the_token_and_watches_print_changes()
         rest
     });
     assert_eq!(within("watch change", rest).await.unwrap(), "up\n");
-    assert!(watcher.wait().unwrap().success(), "the watcher exits after --count lines");
+    assert!(
+        watcher.wait().unwrap().success(),
+        "the watcher exits after --count lines"
+    );
 }

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod cli;
 pub mod config;
 pub mod etcd;
 pub mod gateway;

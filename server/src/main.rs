@@ -31,14 +31,15 @@ struct Cli {
     command: Command,
 }
 
-// The client engineer's subcommands plug in here, once `conclave_server::cli` exists:
-// `#[command(flatten)] Client(conclave_server::cli::ClientCommand)`.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs one node of a cluster.
     Serve(ServeArgs),
     /// Runs a local 3-node cluster on 127.0.0.1 (child processes) until Ctrl-C.
     Dev(DevArgs),
+    /// The client subcommands (cluster, kv, tree, lock, elect, queue, snapshot).
+    #[command(flatten)]
+    Client(conclave_server::cli::ClientCommand),
 }
 
 /// `conclave serve`: a config file and one flag per setting of [`SETTINGS`].
@@ -116,6 +117,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Dev(args) => dev::run(args),
+        Command::Client(command) => conclave_server::cli::main(command),
     }
 }
 
