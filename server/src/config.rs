@@ -363,6 +363,8 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The ZooKeeper frontend's bounds (served when `zookeeper_listen` is set).
     pub zookeeper: crate::zookeeper::ZooKeeperConfig,
+    /// The etcd frontend's bounds (served when `etcd_listen` is set).
+    pub etcd: crate::etcd::EtcdConfig,
 }
 
 impl ServerConfig {
@@ -393,6 +395,7 @@ impl ServerConfig {
             log_level: tracing::Level::INFO,
             tls: None,
             zookeeper: crate::zookeeper::ZooKeeperConfig::default(),
+            etcd: crate::etcd::EtcdConfig::default(),
         }
     }
 
@@ -548,6 +551,9 @@ impl ServerConfig {
                 "metrics_sample_interval_ms",
                 "must be at least 1",
             ));
+        }
+        if let Err(error) = self.etcd.validate() {
+            return Err(ConfigError::invalid("etcd", error.to_string()));
         }
         if let Err(error) = self.zookeeper.validate() {
             return Err(ConfigError::invalid("zookeeper", error.to_string()));

@@ -213,6 +213,19 @@ impl ServerBuilder {
                     .map_err(|error| format!("zookeeper frontend: {error}"))
             }));
         }
+        if let Some(listener) = listeners.etcd {
+            let serving = crate::etcd::serve(
+                gateway.clone(),
+                listener,
+                config.etcd.clone(),
+                wait_for_stop(stopped.clone()),
+            );
+            server.tasks.push(tokio::spawn(async move {
+                serving
+                    .await
+                    .map_err(|error| format!("etcd frontend: {error}"))
+            }));
+        }
         if let Some(listener) = listeners.http {
             let router = crate::ops::router(metrics.clone(), gateway.clone());
             let stopped = stopped.clone();
@@ -250,16 +263,11 @@ struct Listeners {
     http: Option<TcpListener>,
     http_address: Option<SocketAddr>,
     zookeeper: Option<TcpListener>,
+    etcd: Option<TcpListener>,
 }
 
 impl Listeners {
     async fn bind(config: &ServerConfig) -> Result<Listeners, ServerError> {
-        if config.etcd_listen.is_some() {
-            return Err(ServerError::Unsupported {
-                setting: "etcd_listen",
-                reason: "the etcd frontend is not wired into the server yet".to_string(),
-            });
-        }
         let (peer, peer_address) = bind("peer_listen", config.peer_listen).await?;
         let (client, client_address) = bind("client_listen", config.client_listen).await?;
         let (http, http_address) = match config.http_listen {
@@ -268,6 +276,10 @@ impl Listeners {
                 (Some(listener), Some(bound))
             }
             None => (None, None),
+        };
+        let etcd = match config.etcd_listen {
+            Some(address) => Some(bind("etcd_listen", address).await?.0),
+            None => None,
         };
         let zookeeper = match config.zookeeper_listen {
             Some(address) => Some(bind("zookeeper_listen", address).await?.0),
@@ -281,6 +293,7 @@ impl Listeners {
             http,
             http_address,
             zookeeper,
+            etcd,
         })
     }
 }

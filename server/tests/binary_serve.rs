@@ -161,6 +161,7 @@ struct Process {
     client: SocketAddr,
     http: SocketAddr,
     zookeeper: SocketAddr,
+    etcd: SocketAddr,
 }
 
 impl Process {
@@ -219,6 +220,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
     for (position, id) in ids.iter().enumerate() {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let zookeeper: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let etcd: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = conclave()
             .arg("serve")
             .args(["--node-id", &id.to_string()])
@@ -228,6 +230,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
             .args(["--client-listen", &client_strings[position]])
             .args(["--http-listen", &http.to_string()])
             .args(["--zookeeper-listen", &zookeeper.to_string()])
+            .args(["--etcd-listen", &etcd.to_string()])
             .args(["--initial-cluster", &cluster])
             .args(["--initial-cluster-clients", &cluster_clients])
             .args(["--tick-interval-ms", "10"])
@@ -246,6 +249,7 @@ fn start_cluster(directory: &Path) -> Vec<Process> {
             client: clients[position],
             http,
             zookeeper,
+            etcd,
         });
     }
     processes
@@ -674,6 +678,15 @@ async fn a_three_node_cluster_serves_native_clients_and_stops_on_sigterm() {
     .await
     .unwrap();
     assert_eq!(answer, "imok");
+    // So is the etcd frontend: a put is read back.
+    let etcd = processes[leader_position].etcd;
+    let mut etcd = etcd_client::Client::connect([format!("http://{etcd}")], None)
+        .await
+        .unwrap();
+    etcd.put("greeting", "hello", None).await.unwrap();
+    let read = etcd.get("greeting", None).await.unwrap();
+    assert_eq!(read.kvs()[0].value(), b"hello");
+    drop(etcd);
 
     // SIGTERM stops every node gracefully (exit code 0).
     drop((client, follower, cluster));
