@@ -101,7 +101,8 @@ struct DevArgs {
     /// Where the three nodes keep their data (node-1, node-2, node-3 inside).
     #[arg(long, default_value = "conclave-data/dev")]
     data_dir: PathBuf,
-    /// Node i listens for peers on base+i, for clients on base+10+i, for HTTP on base+20+i.
+    /// Node i listens for peers on base+i, for native clients on base+10+i, for HTTP on
+    /// base+20+i, for etcd clients on base+30+i and for ZooKeeper clients on base+40+i.
     #[arg(long, default_value_t = 7000)]
     base_port: u16,
     /// The nodes' log level.
@@ -217,6 +218,8 @@ mod dev {
         peer: SocketAddr,
         client: SocketAddr,
         http: SocketAddr,
+        etcd: SocketAddr,
+        zookeeper: SocketAddr,
     }
 
     fn endpoints(base_port: u16, id: u64) -> Option<Endpoints> {
@@ -228,6 +231,8 @@ mod dev {
             peer: port(id)?,
             client: port(10 + id)?,
             http: port(20 + id)?,
+            etcd: port(30 + id)?,
+            zookeeper: port(40 + id)?,
         })
     }
 
@@ -272,6 +277,8 @@ mod dev {
                 .args(["--peer-listen", &endpoints.peer.to_string()])
                 .args(["--client-listen", &endpoints.client.to_string()])
                 .args(["--http-listen", &endpoints.http.to_string()])
+                .args(["--etcd-listen", &endpoints.etcd.to_string()])
+                .args(["--zookeeper-listen", &endpoints.zookeeper.to_string()])
                 .args(["--initial-cluster", &initial_cluster])
                 .args(["--initial-cluster-clients", &initial_cluster_clients])
                 .args(["--log-level", &args.log_level])
@@ -304,8 +311,12 @@ mod dev {
         );
         for (id, endpoints) in &nodes {
             println!(
-                "  node {id}: native gRPC {}  http http://{}/metrics  peer {}",
-                endpoints.client, endpoints.http, endpoints.peer
+                "  node {id}: native gRPC {}  etcd {}  zookeeper {}  http http://{}/metrics  peer {}",
+                endpoints.client,
+                endpoints.etcd,
+                endpoints.zookeeper,
+                endpoints.http,
+                endpoints.peer
             );
         }
         println!("conclave dev: ready; press Ctrl-C to stop");

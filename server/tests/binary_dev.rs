@@ -18,7 +18,7 @@ fn dev_serves_within_ten_seconds_and_stops_cleanly() {
     let directory = tempfile::tempdir().unwrap();
     // A base port per test process, away from the default 7000 that a developer's own
     // `conclave dev` may hold.
-    let base_port = 20_000 + (std::process::id() % 1_000) * 30;
+    let base_port = 20_000 + (std::process::id() % 800) * 50;
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
         .arg("dev")
@@ -81,6 +81,31 @@ fn dev_serves_within_ten_seconds_and_stops_cleanly() {
         leaders
     });
     assert!(leaders.iter().all(|leader| *leader != 0), "{leaders:?}");
+    // The ZooKeeper frontend of every node answers a four-letter word, and the etcd
+    // frontend accepts connections.
+    let printed_addresses = |label: &str| -> Vec<String> {
+        printed
+            .iter()
+            .filter_map(|line| line.split(label).nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    let zookeeper = printed_addresses(" zookeeper ");
+    assert_eq!(zookeeper.len(), 3, "{printed:?}");
+    for address in &zookeeper {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.write_all(b"ruok").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "imok", "{address}");
+    }
+    let etcd = printed_addresses(" etcd ");
+    assert_eq!(etcd.len(), 3, "{printed:?}");
+    for address in &etcd {
+        assert!(std::net::TcpStream::connect(address).is_ok(), "{address}");
+    }
 
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
